@@ -1,0 +1,80 @@
+"""The small records adapters store and return. State and counters are opaque JSON text."""
+
+from __future__ import annotations
+
+import attrs
+
+
+@attrs.frozen(kw_only=True)
+class InstanceRecord:
+    """One job instance as stored.
+
+    ``state`` is the JSON of the user's state (``None`` when it has none yet);
+    ``meta`` is the JSON object of the kind's counters (run count, attempt, …).
+    Times are epoch seconds, UTC.
+    """
+
+    instance_id: str
+    kind: str
+    job_name: str
+    key: str
+    state: str | None
+    meta: str
+    alarm_at: float | None
+    created_at: float
+    updated_at: float
+
+
+@attrs.frozen(kw_only=True)
+class Claim:
+    """The exclusive right to run handlers of one instance until ``expires_at``.
+
+    ``token`` is the fencing token: a commit is applied only while the stored claim
+    of the instance still carries it. ``record`` is the instance as it was when the
+    claim was taken (``None`` if it does not exist).
+    """
+
+    instance_id: str
+    owner: str
+    token: str
+    expires_at: float
+    record: InstanceRecord | None = None
+
+
+@attrs.frozen(kw_only=True)
+class DeadLetterRecord:
+    """What an instance held when it failed for good."""
+
+    instance_id: str
+    job_name: str
+    state: str | None
+    error: str
+    attempts: int
+    at: float
+
+
+@attrs.frozen(kw_only=True)
+class Commit:
+    """Everything one handler call changes, applied atomically and fenced by ``claim``.
+
+    ``record`` replaces the stored instance when ``delete`` is false; ``None`` leaves
+    it as it is. ``delete`` removes the instance together with its idempotency keys.
+    ``events`` are JSON telemetry events for the outbox. ``release`` drops the claim
+    in the same transaction; otherwise its expiry is left as it is.
+    """
+
+    claim: Claim
+    record: InstanceRecord | None = None
+    delete: bool = False
+    idempotency_key: str | None = None
+    dead_letter: DeadLetterRecord | None = None
+    events: tuple[str, ...] = ()
+    release: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class OutboxEntry:
+    """A committed telemetry event waiting to be shipped."""
+
+    id: int
+    event: str

@@ -1,0 +1,33 @@
+"""Waking alarm dispatchers of this process, whatever event loop they wait on."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+
+
+class Wakeup:
+    """A broadcast signal that any thread may fire and any event loop may wait for."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    def fire(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
+                loop.call_soon_threadsafe(event.set)
+
+    async def wait(self, timeout: float) -> None:
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter[1].wait(), max(timeout, 0.0))
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)

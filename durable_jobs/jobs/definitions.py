@@ -1,0 +1,264 @@
+"""The three job kinds. A definition checks itself when made and lists every problem."""
+
+from __future__ import annotations
+
+import logging as std_logging
+import types
+import typing
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Generic, Literal, TypeVar, overload
+
+import attrs
+
+from ..errors import DefinitionError
+from .contexts import ContinuousContext, DebounceEventContext, DebounceExecuteContext, TaskContext
+from .durations import Duration, parse_duration
+from .retry import Retry
+from .schedules import Cron, Every, Schedule
+
+S = TypeVar("S")
+E = TypeVar("E")
+
+Kind = Literal["continuous", "debounce", "task"]
+LogSetting = bool | int
+
+
+def union_members(hint: object) -> tuple[type[Any], ...]:
+    """``A | B`` or ``Union[A, B]`` as ``(A, B)``; a single class as ``(A,)``."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return tuple(typing.get_args(hint))
+    return (hint,) if isinstance(hint, type) else ()
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.found: list[str] = []
+
+    def attrs_class(self, name: str, value: object) -> None:
+        members = union_members(value)
+        if not members or not all(attrs.has(m) for m in members):
+            self.found.append(f"{name} must be an attrs class, got {value!r}")
+
+    def handler(self, name: str, value: object, *, required: bool = True) -> None:
+        if value is None and not required:
+            return
+        if not callable(value):
+            self.found.append(f"{name} must be a function, got {value!r}")
+
+    def duration(self, name: str, value: object, *, positive: bool = False) -> timedelta:
+        try:
+            parsed = parse_duration(value)
+        except ValueError as exc:
+            self.found.append(f"{name}: {exc}")
+            return timedelta(0)
+        if positive and parsed <= timedelta(0):
+            self.found.append(f"{name} must be longer than zero, got {value!r}")
+        return parsed
+
+    def retry(self, value: object) -> None:
+        if value is not None and not isinstance(value, Retry):
+            self.found.append(f"retry must be a Retry or None, got {value!r}")
+
+    def logging(self, value: object) -> None:
+        if not isinstance(value, bool | int):
+            self.found.append(f"logging must be True, False or a logging level, got {value!r}")
+
+    def raise_if_any(self) -> None:
+        if self.found:
+            raise DefinitionError(self.found)
+
+
+def log_level(setting: LogSetting) -> int:
+    """``True`` logs everything (debug); ``False`` errors only; an int is a level."""
+    if setting is True:
+        return std_logging.DEBUG
+    if setting is False:
+        return std_logging.ERROR
+    return int(setting)
+
+
+class Continuous(Generic[S]):
+    """Recurring work on a schedule, one instance per id, with its own state."""
+
+    kind: Kind = "continuous"
+
+    def __init__(
+        self,
+        *,
+        state: type[S],
+        schedule: Schedule,
+        execute: Callable[[ContinuousContext[S]], object],
+        start_immediately: bool = True,
+        retry: Retry | None = None,
+        logging: LogSetting = False,
+    ) -> None:
+        check = _Problems()
+        check.attrs_class("state", state)
+        check.handler("execute", execute)
+        if isinstance(schedule, Cron):
+            check.found.extend(schedule.problems())
+        elif isinstance(schedule, Every):
+            if schedule.interval <= timedelta(0):
+                check.found.append("schedule: every() needs a duration longer than zero")
+        else:
+            check.found.append(f"schedule must be every(...) or cron(...), got {schedule!r}")
+        check.retry(retry)
+        check.logging(logging)
+        check.raise_if_any()
+        self.state = state
+        self.schedule = schedule
+        self.execute = execute
+        self.start_immediately = start_immediately
+        self.retry = retry
+        self.logging = logging
+
+
+def _default_reducer(ctx: DebounceEventContext[Any, Any]) -> Any:
+    return ctx.event
+
+
+class Debounce(Generic[E, S]):
+    """Collect events per id and process them in one batch (the flush)."""
+
+    kind: Kind = "debounce"
+
+    @overload
+    def __init__(
+        self: Debounce[E, E],
+        *,
+        event: type[E],
+        execute: Callable[[DebounceExecuteContext[E]], object],
+        flush_after: Duration,
+        max_events: int | None = None,
+        retry: Retry | None = None,
+        logging: LogSetting = False,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Debounce[E, S],
+        *,
+        event: type[E],
+        state: type[S],
+        on_event: Callable[[DebounceEventContext[E, S]], S],
+        execute: Callable[[DebounceExecuteContext[S]], object],
+        flush_after: Duration,
+        initial_state: Callable[[], S] | None = None,
+        max_events: int | None = None,
+        retry: Retry | None = None,
+        logging: LogSetting = False,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        *,
+        event: type[Any],
+        execute: Callable[[Any], object],
+        flush_after: Duration,
+        state: type[Any] | None = None,
+        on_event: Callable[[Any], Any] | None = None,
+        initial_state: Callable[[], Any] | None = None,
+        max_events: int | None = None,
+        retry: Retry | None = None,
+        logging: LogSetting = False,
+    ) -> None:
+        check = _Problems()
+        check.attrs_class("event", event)
+        if state is not None:
+            check.attrs_class("state", state)
+        check.handler("execute", execute)
+        check.handler("on_event", on_event, required=state is not None and state is not event)
+        check.handler("initial_state", initial_state, required=False)
+        if state is not None and initial_state is None and attrs.has(state):
+            if any(f.default is attrs.NOTHING for f in attrs.fields(state)):
+                check.found.append(
+                    "initial_state is required: state class "
+                    f"{state.__name__} has fields without defaults"
+                )
+            initial_state = state
+        self.flush_after = check.duration("flush_after", flush_after, positive=True)
+        if max_events is not None and (
+            isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1
+        ):
+            check.found.append(f"max_events must be a positive int or None, got {max_events!r}")
+        check.retry(retry)
+        check.logging(logging)
+        check.raise_if_any()
+        self.event = event
+        self.state: type[Any] = state if state is not None else event
+        self.execute = execute
+        self.on_event: Callable[[Any], Any] = on_event or _default_reducer
+        self.initial_state: Callable[[], Any] = initial_state or (lambda: None)
+        self.max_events = max_events
+        self.retry = retry
+        self.logging = logging
+
+
+class Task(Generic[S, E]):
+    """An event-driven state machine per id; handlers decide when ``execute`` runs."""
+
+    kind: Kind = "task"
+
+    @overload
+    def __init__(
+        self: Task[S, E],
+        *,
+        state: type[S],
+        event: type[E],
+        on_event: Callable[[E, TaskContext[S]], object],
+        execute: Callable[[TaskContext[S]], object],
+        on_idle: Callable[[TaskContext[S]], object] | None = None,
+        on_error: Callable[[Exception, TaskContext[S]], object] | None = None,
+        retry: Retry | None = None,
+        logging: LogSetting = False,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Task[S, Any],
+        *,
+        state: type[S],
+        event: types.UnionType | object,
+        on_event: Callable[[Any, TaskContext[S]], object],
+        execute: Callable[[TaskContext[S]], object],
+        on_idle: Callable[[TaskContext[S]], object] | None = None,
+        on_error: Callable[[Exception, TaskContext[S]], object] | None = None,
+        retry: Retry | None = None,
+        logging: LogSetting = False,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        *,
+        state: type[Any],
+        event: object,
+        on_event: Callable[..., object],
+        execute: Callable[..., object],
+        on_idle: Callable[..., object] | None = None,
+        on_error: Callable[..., object] | None = None,
+        retry: Retry | None = None,
+        logging: LogSetting = False,
+    ) -> None:
+        check = _Problems()
+        check.attrs_class("state", state)
+        check.attrs_class("event", event)
+        check.handler("on_event", on_event)
+        check.handler("execute", execute)
+        check.handler("on_idle", on_idle, required=False)
+        check.handler("on_error", on_error, required=False)
+        check.retry(retry)
+        check.logging(logging)
+        check.raise_if_any()
+        self.state = state
+        self.event = event
+        self.event_types = union_members(event)
+        self.on_event = on_event
+        self.execute = execute
+        self.on_idle = on_idle
+        self.on_error = on_error
+        self.retry = retry
+        self.logging = logging
+
+
+JobDefinition = Continuous[Any] | Debounce[Any, Any] | Task[Any, Any]

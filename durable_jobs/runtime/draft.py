@@ -1,0 +1,107 @@
+"""The write buffer of one handler call: what the shell commits if the call succeeds."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..adapters.records import DeadLetterRecord, InstanceRecord
+from .clock import to_datetime
+from .events import JobEvent
+
+
+class Draft:
+    """An instance as a handler call sees and changes it.
+
+    Nothing here reaches storage until the shell commits; a call that raises
+    leaves no trace.
+    """
+
+    __slots__ = (
+        "alarm_at",
+        "changed",
+        "created_at",
+        "dead_letter",
+        "deleted",
+        "events",
+        "exists",
+        "idempotency_key",
+        "instance_id",
+        "job_name",
+        "key",
+        "kind",
+        "meta",
+        "now",
+        "state",
+    )
+
+    def __init__(
+        self,
+        *,
+        instance_id: str,
+        kind: str,
+        job_name: str,
+        key: str,
+        record: InstanceRecord | None,
+        now: float,
+    ) -> None:
+        self.instance_id = instance_id
+        self.kind = kind
+        self.job_name = job_name
+        self.key = key
+        self.now = now
+        self.exists = record is not None
+        self.state: str | None = record.state if record else None
+        self.meta: dict[str, Any] = json.loads(record.meta) if record else {}
+        self.alarm_at: float | None = record.alarm_at if record else None
+        self.created_at = record.created_at if record else now
+        self.events: list[JobEvent] = []
+        self.changed = False
+        self.deleted = False
+        self.idempotency_key: str | None = None
+        self.dead_letter: DeadLetterRecord | None = None
+
+    def create(self, meta: dict[str, Any]) -> None:
+        self.exists = True
+        self.created_at = self.now
+        self.meta = meta
+        self.changed = True
+
+    def update(self, **changes: Any) -> None:
+        """Set ``state`` / ``alarm_at`` and counters in ``meta`` in one go."""
+        for name in ("state", "alarm_at"):
+            if name in changes:
+                setattr(self, name, changes.pop(name))
+        self.meta.update(changes)
+        self.changed = True
+
+    def delete(self) -> None:
+        self.deleted = True
+        self.exists = False
+        self.changed = True
+        self.alarm_at = None
+
+    def emit(self, type: str, **data: Any) -> None:
+        self.events.append(
+            JobEvent(
+                type=type,
+                instance_id=self.instance_id,
+                job_name=self.job_name,
+                job_type=self.kind,
+                at=to_datetime(self.now),
+                data=data,
+            )
+        )
+
+    def to_record(self) -> InstanceRecord:
+        return InstanceRecord(
+            instance_id=self.instance_id,
+            kind=self.kind,
+            job_name=self.job_name,
+            key=self.key,
+            state=self.state,
+            meta=json.dumps(self.meta, separators=(",", ":")),
+            alarm_at=self.alarm_at,
+            created_at=self.created_at,
+            updated_at=self.now,
+        )

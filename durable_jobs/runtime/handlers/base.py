@@ -1,0 +1,161 @@
+"""What every kind's handler shares: calling user code, contexts, failure bookkeeping."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import random
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from ...adapters.protocols import StorageAdapter
+from ...adapters.records import DeadLetterRecord
+from ...errors import DuplicateEventError
+from ...jobs.definitions import log_level
+from ...jobs.retry import Retry
+from ..clock import to_datetime
+from ..codec import Codec
+from ..draft import Draft
+
+
+class KindHandler:
+    """Base of the per-kind handlers: one instance per registered job."""
+
+    kind: str = ""
+
+    def __init__(
+        self,
+        name: str,
+        definition: Any,
+        *,
+        codec: Codec,
+        storage: StorageAdapter,
+        rng: random.Random,
+    ) -> None:
+        self.name = name
+        self.storage = storage
+        self.definition = definition
+        self.codec = codec
+        self.rng = rng
+        self.retry: Retry | None = definition.retry
+        self.log = structlog.wrap_logger(
+            None,
+            wrapper_class=structlog.make_filtering_bound_logger(log_level(definition.logging)),
+            job_name=name,
+            job_type=self.kind,
+        )
+        self._awaitable: dict[Callable[..., Any], bool] = {}
+
+    async def alarm(self, draft: Draft) -> None:
+        """Run the instance's due alarm."""
+        raise NotImplementedError
+
+    def instance_id(self, key: str) -> str:
+        return f"{self.kind}:{self.name}:{key}"
+
+    def check_state(self, value: object) -> tuple[Any, str]:
+        return self.codec.coerce(value, self.definition.state, f"state of {self.name}")
+
+    def decode_state(self, text: str | None) -> Any:
+        if text is None:
+            return None
+        return self.codec.decode(text, self.definition.state, f"state of {self.name}")
+
+    def base(self, draft: Draft) -> dict[str, Any]:
+        return {
+            "instance_id": draft.instance_id,
+            "job_name": self.name,
+            "id": draft.key,
+            "now": to_datetime(draft.now),
+            "log": self.log.bind(instance_id=draft.instance_id),
+        }
+
+    async def invoke(self, fn: Callable[..., Any], *args: Any, inline: bool = False) -> Any:
+        """Call user code. Plain functions run in a thread so that a blocking one
+        cannot stall other instances; ``inline`` is for tiny pure reducers."""
+        is_async = self._awaitable.get(fn)
+        if is_async is None:
+            is_async = self._awaitable[fn] = inspect.iscoroutinefunction(fn)
+        if is_async:
+            return await fn(*args)
+        result = fn(*args) if inline else await asyncio.to_thread(fn, *args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    # -- failures ------------------------------------------------------------
+
+    def schedule_retry(self, draft: Draft, error: BaseException, attempt: int) -> bool:
+        """Re-arm the alarm for the next try if the policy allows; record the failure."""
+        will_retry = self.retry is not None and attempt < self.retry.max_attempts
+        retry_at = None
+        if will_retry:
+            assert self.retry is not None
+            retry_at = draft.now + self.retry.wait_before(attempt + 1, self.rng).total_seconds()
+            draft.update(alarm_at=retry_at, attempt=attempt + 1, last_error=describe(error))
+        draft.emit(
+            "job.failed",
+            error=describe(error),
+            attempt=attempt,
+            will_retry=will_retry,
+            retry_at=None if retry_at is None else to_datetime(retry_at).isoformat(),
+        )
+        self.log.error(
+            "job.failed",
+            instance_id=draft.instance_id,
+            error=describe(error),
+            attempt=attempt,
+            will_retry=will_retry,
+        )
+        return will_retry
+
+    def give_up(self, draft: Draft, error: BaseException, attempts: int) -> None:
+        """Keep a dead letter of what the instance held, then delete it."""
+        draft.dead_letter = DeadLetterRecord(
+            instance_id=draft.instance_id,
+            job_name=self.name,
+            state=draft.state,
+            error=describe(error),
+            attempts=attempts,
+            at=draft.now,
+        )
+        draft.delete()
+        draft.emit("job.retry_exhausted", error=describe(error), attempts=attempts)
+        self.log.error(
+            "job.retry_exhausted",
+            instance_id=draft.instance_id,
+            error=describe(error),
+            attempts=attempts,
+        )
+
+    def terminated(self, draft: Draft, reason: str | None) -> None:
+        draft.delete()
+        draft.emit("job.terminated", reason=reason)
+        self.log.info("job.terminated", instance_id=draft.instance_id, reason=reason)
+
+    async def check_duplicate(self, draft: Draft, key: str | None) -> None:
+        """Refuse an event whose idempotency key this instance already applied."""
+        if (
+            key is not None
+            and draft.exists
+            and await self.storage.has_idempotency_key(draft.instance_id, key)
+        ):
+            raise DuplicateEventError(
+                f"event with idempotency key {key!r} was already applied to {draft.instance_id}"
+            )
+        draft.idempotency_key = key
+
+    def executed(self, draft: Draft, **fields: Any) -> None:
+        draft.emit("job.executed", **fields)
+        self.log.debug("job.executed", instance_id=draft.instance_id, **fields)
+
+
+def describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+def datetime_or_none(seconds: float | None) -> datetime | None:
+    return None if seconds is None else to_datetime(seconds)

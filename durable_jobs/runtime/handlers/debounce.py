@@ -1,0 +1,102 @@
+"""Debounce jobs: fold events into a batch, flush it once after a delay or at a count."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...adapters.records import InstanceRecord
+from ...errors import ExecutionError
+from ...jobs.contexts import DebounceEventContext, DebounceExecuteContext, Terminate
+from ..clock import to_datetime
+from ..draft import Draft
+from ..results import AddResult, ClearResult, DebounceStatus, FlushResult
+from .base import KindHandler, datetime_or_none
+
+_IDLE = {"event_count": 0, "attempt": 1, "started_at": None, "flush_reason": None}
+
+
+class DebounceHandler(KindHandler):
+    kind = "debounce"
+
+    def check_event(self, event: object) -> Any:
+        canonical, _ = self.codec.coerce(event, self.definition.event, f"event of {self.name}")
+        return canonical
+
+    async def add(self, draft: Draft, event: Any, idempotency_key: str | None) -> AddResult:
+        await self.check_duplicate(draft, idempotency_key)
+        count = draft.meta.get("event_count", 0) if draft.exists else 0
+        created = count == 0
+        state = self.definition.initial_state() if created else self.decode_state(draft.state)
+        ctx: DebounceEventContext[Any, Any] = DebounceEventContext(
+            event=event, state=state, event_count=count, **self.base(draft)
+        )
+        try:
+            new_state = await self.invoke(self.definition.on_event, ctx, inline=True)
+        except Exception as error:
+            raise ExecutionError(f"on_event of {self.name} raised {error!r}") from error
+        _, state_json = self.check_state(new_state)
+        if not draft.exists:
+            draft.create(dict(_IDLE))
+        if created:
+            flush_at = draft.now + self.definition.flush_after.total_seconds()
+            draft.update(alarm_at=flush_at, started_at=draft.now, flush_reason="flush_after")
+            draft.emit("debounce.started", will_flush_at=to_datetime(flush_at).isoformat())
+        count += 1
+        draft.update(state=state_json, event_count=count)
+        if self.definition.max_events is not None and count >= self.definition.max_events:
+            # Flush in this call, so that no batch ever holds more than max_events.
+            draft.update(flush_reason="max_events")
+            await self.execute(draft)
+        return AddResult(created, count, datetime_or_none(draft.alarm_at))
+
+    async def flush(self, draft: Draft) -> FlushResult:
+        if not draft.exists or not draft.meta.get("event_count"):
+            return FlushResult(False)
+        draft.meta["flush_reason"] = "manual"
+        return FlushResult(await self.execute(draft))
+
+    async def clear(self, draft: Draft) -> ClearResult:
+        count = draft.meta.get("event_count", 0) if draft.exists else 0
+        if count == 0:
+            return ClearResult(False, 0)
+        draft.update(state=None, alarm_at=None, **_IDLE)
+        return ClearResult(True, count)
+
+    async def alarm(self, draft: Draft) -> None:
+        if not draft.meta.get("event_count"):
+            draft.update(alarm_at=None)
+            return
+        await self.execute(draft)
+
+    async def execute(self, draft: Draft) -> bool:
+        meta = draft.meta
+        attempt, count, reason = meta["attempt"], meta["event_count"], meta["flush_reason"]
+        ctx: DebounceExecuteContext[Any] = DebounceExecuteContext(
+            state=self.decode_state(draft.state),
+            event_count=count,
+            flush_reason=reason,
+            debounce_started_at=to_datetime(meta["started_at"]),
+            attempt=attempt,
+            **self.base(draft),
+        )
+        try:
+            await self.invoke(self.definition.execute, ctx)
+        except Terminate as stop:
+            self.terminated(draft, stop.reason)
+            return False
+        except Exception as error:
+            if not self.schedule_retry(draft, error, attempt):
+                self.give_up(draft, error, attempt)
+            return False
+        draft.update(state=None, alarm_at=None, **_IDLE)
+        draft.emit("debounce.flushed", event_count=count, flush_reason=reason, attempt=attempt)
+        self.executed(draft, event_count=count, flush_reason=reason, attempt=attempt)
+        return True
+
+    def status(self, record: InstanceRecord | None, meta: dict[str, Any]) -> DebounceStatus:
+        if record is None:
+            return DebounceStatus("not_found")
+        count = meta.get("event_count", 0)
+        return DebounceStatus(
+            "debouncing" if count else "idle", count, datetime_or_none(record.alarm_at)
+        )

@@ -1,0 +1,167 @@
+"""Task jobs: event-driven state machines whose handlers decide when ``execute`` runs."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from ...adapters.records import InstanceRecord
+from ...errors import ExecutionError, ValidationError
+from ...jobs.contexts import TaskContext, Terminate
+from ...jobs.durations import parse_duration
+from ..clock import to_datetime
+from ..draft import Draft
+from ..results import SendResult, TaskState, TaskStatus, TerminateResult, TriggerResult
+from .base import KindHandler, datetime_or_none
+
+# Epoch seconds before this (2001-09-09) are almost surely a duration passed by mistake.
+_EARLIEST_EPOCH = 1_000_000_000
+
+
+def to_instant(when: object, now: datetime) -> datetime:
+    """``schedule(when)``: a duration from now, an aware datetime, or epoch seconds."""
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            raise ValidationError(f"schedule({when!r}): the datetime must be timezone-aware")
+        return when.astimezone(UTC)
+    if isinstance(when, int | float) and not isinstance(when, bool):
+        if when < _EARLIEST_EPOCH:
+            raise ValidationError(
+                f"schedule({when!r}): numbers are epoch seconds; for a delay pass "
+                f"'{when} seconds' or a timedelta"
+            )
+        return datetime.fromtimestamp(when, UTC)
+    try:
+        return now + parse_duration(when)
+    except ValueError as exc:
+        raise ValidationError(f"schedule({when!r}): {exc}") from exc
+
+
+class TaskHandler(KindHandler):
+    kind = "task"
+
+    def check_event(self, event: object) -> Any:
+        members = self.definition.event_types
+        cls = self.codec.event_type(event, members, f"event of {self.name}")
+        canonical, _ = self.codec.coerce(event, cls, f"event of {self.name}")
+        return canonical
+
+    def _context(self, draft: Draft, *, first_event: bool = False) -> TaskContext[Any]:
+        meta = draft.meta
+        return TaskContext(
+            state=self.decode_state(draft.state),
+            check=self.check_state,
+            scheduled_at=datetime_or_none(draft.alarm_at),
+            event_count=meta.get("event_count", 0),
+            execute_count=meta.get("execute_count", 0),
+            created_at=to_datetime(draft.created_at),
+            is_first_event=first_event,
+            to_instant=lambda when: to_instant(when, to_datetime(draft.now)),
+            **self.base(draft),
+        )
+
+    async def send(self, draft: Draft, event: Any, idempotency_key: str | None) -> SendResult:
+        await self.check_duplicate(draft, idempotency_key)
+        created = not draft.exists
+        if created:
+            draft.create({"event_count": 0, "execute_count": 0, "attempt": 1})
+            draft.emit("job.started")
+        ctx = self._context(draft, first_event=draft.state is None)
+        try:
+            await self.invoke(self.definition.on_event, event, ctx)
+        except Terminate as stop:
+            self.terminated(draft, stop.reason)
+            return SendResult(created, draft.instance_id, None)
+        except Exception as error:
+            if self.definition.on_error is None:
+                raise ExecutionError(f"on_event of {self.name} raised {error!r}") from error
+            await self._on_error(draft, error)
+            return SendResult(created, draft.instance_id, datetime_or_none(draft.alarm_at))
+        draft.update(event_count=draft.meta["event_count"] + 1)
+        await self._settle(draft, ctx)
+        return SendResult(created, draft.instance_id, datetime_or_none(draft.alarm_at))
+
+    async def trigger(self, draft: Draft) -> TriggerResult:
+        if not draft.exists:
+            return TriggerResult(False)
+        await self.execute(draft)
+        return TriggerResult(True)
+
+    async def terminate(self, draft: Draft, reason: str | None) -> TerminateResult:
+        if not draft.exists:
+            return TerminateResult(False, reason)
+        self.terminated(draft, reason)
+        return TerminateResult(True, reason)
+
+    async def alarm(self, draft: Draft) -> None:
+        await self.execute(draft)
+
+    async def execute(self, draft: Draft) -> None:
+        attempt = draft.meta.get("attempt", 1)
+        draft.update(alarm_at=None)  # the alarm has fired; handlers may set a new one
+        ctx = self._context(draft)
+        try:
+            await self.invoke(self.definition.execute, ctx)
+        except Terminate as stop:
+            self.terminated(draft, stop.reason)
+            return
+        except Exception as error:
+            if self.schedule_retry(draft, error, attempt):
+                return
+            if self.definition.on_error is None:
+                self.give_up(draft, error, attempt)
+                return
+            draft.update(attempt=1)
+            await self._on_error(draft, error)
+            return
+        count = draft.meta["execute_count"] + 1
+        draft.update(execute_count=count, attempt=1)
+        self.executed(draft, execute_count=count, attempt=attempt)
+        await self._settle(draft, ctx)
+
+    async def _on_error(self, draft: Draft, error: Exception) -> None:
+        ctx = self._context(draft)
+        try:
+            await self.invoke(self.definition.on_error, error, ctx)
+        except Terminate as stop:
+            self.terminated(draft, stop.reason)
+            return
+        except Exception as second:
+            self.give_up(draft, second, draft.meta.get("attempt", 1))
+            return
+        await self._settle(draft, ctx)
+
+    async def _settle(self, draft: Draft, ctx: TaskContext[Any]) -> None:
+        """Apply a handler's buffered writes, then give ``on_idle`` its turn."""
+        self._apply(draft, ctx)
+        if draft.alarm_at is None and self.definition.on_idle is not None:
+            idle = self._context(draft)
+            try:
+                await self.invoke(self.definition.on_idle, idle)
+            except Terminate as stop:
+                self.terminated(draft, stop.reason)
+                return
+            self._apply(draft, idle)
+
+    def _apply(self, draft: Draft, ctx: TaskContext[Any]) -> None:
+        if ctx.state_json is not None:
+            draft.update(state=ctx.state_json)
+        if ctx.schedule_changed:
+            at = None if ctx.scheduled_at is None else ctx.scheduled_at.timestamp()
+            draft.update(alarm_at=at)
+            if at is not None:
+                draft.emit("task.scheduled", scheduled_at=to_datetime(at).isoformat())
+
+    def status(self, record: InstanceRecord | None, meta: dict[str, Any]) -> TaskStatus:
+        if record is None:
+            return TaskStatus("not_found")
+        return TaskStatus(
+            "active" if record.alarm_at is not None else "idle",
+            datetime_or_none(record.alarm_at),
+            meta.get("event_count", 0),
+        )
+
+    def get_state(self, record: InstanceRecord | None) -> TaskState[Any]:
+        if record is None:
+            return TaskState(None, None)
+        return TaskState(self.decode_state(record.state), datetime_or_none(record.alarm_at))

@@ -1,0 +1,114 @@
+"""The jobs runtime: validates at the edge, routes calls and alarms to the kind handlers."""
+
+from __future__ import annotations
+
+import json
+import random
+import unicodedata
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+import structlog
+
+from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
+from ..adapters.records import Claim, InstanceRecord
+from ..errors import ValidationError
+from ..jobs.definitions import JobDefinition
+from .codec import Codec
+from .draft import Draft
+from .events import JobEvent
+from .handlers import HANDLERS, KindHandler
+from .shell import InstanceShell, Target
+
+T = TypeVar("T")
+
+MAX_ID_BYTES = 255
+
+log = structlog.get_logger("durable_jobs.runtime")
+
+
+def check_id(key: object) -> str:
+    """An instance id: a non-empty string of at most 255 bytes without control characters."""
+    if not isinstance(key, str):
+        raise ValidationError(f"invalid id {key!r}: expected a string, got {type(key).__name__}")
+    if not key:
+        raise ValidationError("invalid id '': must not be empty")
+    if len(key) * 4 > MAX_ID_BYTES and len(key.encode()) > MAX_ID_BYTES:
+        raise ValidationError(
+            f"invalid id {key[:40]!r}…: {len(key.encode())} bytes, the limit is {MAX_ID_BYTES}"
+        )
+    if not key.isprintable() and any(unicodedata.category(c) == "Cc" for c in key):
+        raise ValidationError(f"invalid id {key!r}: contains a NUL or control character")
+    return key
+
+
+class JobsRuntime:
+    """Everything one event loop needs to serve requests and deliver alarms."""
+
+    def __init__(
+        self,
+        jobs: Mapping[str, JobDefinition],
+        *,
+        storage: StorageAdapter,
+        scheduler: SchedulerAdapter,
+        clock: Clock,
+        publish: Callable[[list[JobEvent]], None],
+        persist_events: bool,
+        lease: float,
+        heartbeat: bool,
+        codec: Codec | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.storage = storage
+        self.scheduler = scheduler
+        self.clock = clock
+        self.codec = codec or Codec()
+        rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
+        self.handlers: dict[str, KindHandler] = {
+            name: HANDLERS[job.kind](name, job, codec=self.codec, storage=storage, rng=rng)
+            for name, job in jobs.items()
+        }
+        self.shell = InstanceShell(
+            storage,
+            clock,
+            publish=publish,
+            persist_events=persist_events,
+            lease=lease,
+            heartbeat=heartbeat,
+        )
+
+    async def run(
+        self, handler: KindHandler, key: str, operation: Callable[[Draft], Awaitable[T]]
+    ) -> T:
+        """Apply ``operation`` to one instance under its claim and commit it."""
+        target = Target(handler.instance_id(key), handler.kind, handler.name, key)
+        return await self.shell.call(target, operation)
+
+    async def read(self, handler: KindHandler, key: str) -> tuple[InstanceRecord | None, Any]:
+        """The last committed record and its counters, without waiting for any claim."""
+        record = await self.storage.read(handler.instance_id(check_id(key)))
+        return record, (json.loads(record.meta) if record else {})
+
+    async def deliver(self, claim: Claim) -> None:
+        """Run the due alarm of a claimed instance."""
+        record = claim.record
+        handler = self.handlers.get(record.job_name) if record is not None else None
+        if record is None or handler is None:
+            if record is not None:
+                # Leave the claim to expire: the alarm comes back after the lease
+                # instead of spinning, and is kept for code that knows the job.
+                log.error("alarm.unknown_job", instance_id=claim.instance_id, job=record.job_name)
+                return
+            await self.storage.release(claim)
+            return
+        self.shell.adopt(claim)
+        target = Target(record.instance_id, record.kind, record.job_name, record.key)
+        await self.shell.call(target, lambda draft: self._alarm(handler, draft))
+
+    async def _alarm(self, handler: KindHandler, draft: Draft) -> None:
+        if draft.alarm_at is None or draft.alarm_at > draft.now:
+            return  # an earlier call moved or cleared the alarm
+        await handler.alarm(draft)
+
+    async def close(self) -> None:
+        await self.shell.close()

@@ -1,0 +1,213 @@
+"""The instance shell: one live activation per instance, calls applied one at a time.
+
+The shell knows identity, serialisation, the write buffer and the commit — no job
+logic. Within a process an ``asyncio.Lock`` orders calls to one instance; across
+loops and processes a claim in storage does, and its fencing token makes sure a
+stale activation can never commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import attrs
+import structlog
+
+from ..adapters.protocols import Clock, StorageAdapter
+from ..adapters.records import Claim, Commit, InstanceRecord
+from ..errors import StorageError
+from .draft import Draft
+from .events import JobEvent
+
+T = TypeVar("T")
+
+log = structlog.get_logger("durable_jobs.shell")
+
+
+@attrs.frozen
+class Target:
+    instance_id: str
+    kind: str
+    job_name: str
+    key: str
+
+
+class _Activation:
+    __slots__ = ("claim", "lock", "record", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.claim: Claim | None = None
+        self.record: InstanceRecord | None = None
+        self.users = 0
+
+
+class InstanceShell:
+    """Runs operations on instances under their claim and commits their drafts."""
+
+    def __init__(
+        self,
+        storage: StorageAdapter,
+        clock: Clock,
+        *,
+        publish: Callable[[list[JobEvent]], None],
+        persist_events: bool = False,
+        lease: float = 30.0,
+        claim_wait: float = 30.0,
+        heartbeat: bool = True,
+    ) -> None:
+        self.storage = storage
+        self.clock = clock
+        self.owner = uuid.uuid4().hex
+        self.lease = lease
+        self.claim_wait = claim_wait
+        self._publish = publish
+        self._persist_events = persist_events
+        self._heartbeat_enabled = heartbeat
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._activations: dict[str, _Activation] = {}
+
+    @property
+    def active_count(self) -> int:
+        return len(self._activations)
+
+    def adopt(self, claim: Claim) -> None:
+        """Hold a claim taken elsewhere (a due alarm), before any caller can queue."""
+        activation = self._activation(claim.instance_id)
+        activation.claim = claim
+        activation.record = claim.record
+        self._ensure_heartbeat()
+
+    async def call(self, target: Target, operation: Callable[[Draft], Awaitable[T]]) -> T:
+        activation = self._activation(target.instance_id)
+        activation.users += 1
+        try:
+            async with activation.lock:
+                return await self._run(target, activation, operation)
+        finally:
+            activation.users -= 1
+            if activation.users == 0 and activation.claim is None:
+                self._activations.pop(target.instance_id, None)
+
+    def _activation(self, instance_id: str) -> _Activation:
+        activation = self._activations.get(instance_id)
+        if activation is None:
+            activation = self._activations[instance_id] = _Activation()
+        return activation
+
+    async def _run(
+        self, target: Target, activation: _Activation, operation: Callable[[Draft], Awaitable[T]]
+    ) -> T:
+        if activation.claim is None:
+            activation.claim = await self._acquire(target.instance_id)
+            activation.record = activation.claim.record
+        claim = activation.claim
+        draft = Draft(
+            instance_id=target.instance_id,
+            kind=target.kind,
+            job_name=target.job_name,
+            key=target.key,
+            record=activation.record,
+            now=self.clock.now(),
+        )
+        try:
+            result = await operation(draft)
+        except BaseException:
+            await self._let_go(activation)
+            raise
+        release = activation.users == 1  # nobody queued behind us in this process
+        record = draft.to_record() if draft.changed and not draft.deleted else None
+        commit = Commit(
+            claim=claim,
+            record=record,
+            delete=draft.deleted,
+            idempotency_key=draft.idempotency_key,
+            dead_letter=draft.dead_letter,
+            events=tuple(e.to_json() for e in draft.events) if self._persist_events else (),
+            release=release,
+        )
+        try:
+            committed = await self.storage.commit(commit)
+        except BaseException:
+            activation.claim = activation.record = None
+            raise
+        if not committed:
+            activation.claim = activation.record = None
+            raise StorageError(
+                f"instance {target.instance_id} was taken over by another activation "
+                "while this call ran (its claim expired); nothing was committed",
+                retryable=True,
+            )
+        if draft.deleted:
+            activation.record = None
+        elif record is not None:
+            activation.record = record
+        if release:
+            activation.claim = None
+        if draft.events:
+            self._publish(draft.events)
+        return result
+
+    async def _let_go(self, activation: _Activation) -> None:
+        if activation.claim is not None and activation.users == 1:
+            claim, activation.claim, activation.record = activation.claim, None, None
+            with contextlib.suppress(StorageError):
+                await self.storage.release(claim)
+
+    async def _acquire(self, instance_id: str) -> Claim:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.claim_wait
+        delay = 0.001
+        while True:
+            now = self.clock.now()
+            claim = await self.storage.claim(instance_id, self.owner, now, now + self.lease)
+            if claim is not None:
+                self._ensure_heartbeat()
+                return claim
+            if loop.time() >= deadline:
+                raise StorageError(
+                    f"instance {instance_id} stayed claimed by another activation for "
+                    f"{self.claim_wait:.0f}s; try again later",
+                    retryable=True,
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def _ensure_heartbeat(self) -> None:
+        if self._heartbeat_enabled and (self._heartbeat is None or self._heartbeat.done()):
+            self._heartbeat = asyncio.get_running_loop().create_task(self._renew_loop())
+
+    async def _renew_loop(self) -> None:
+        """Keep the claims of long calls alive; stop when none is held."""
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            held = {i: a for i, a in self._activations.items() if a.claim is not None}
+            if not held:
+                return
+            now = self.clock.now()
+            claims = [a.claim for a in held.values() if a.claim is not None]
+            try:
+                renewed = await self.storage.renew(claims, now + self.lease)
+            except StorageError as exc:
+                log.warning("claim.renew_failed", error=str(exc))
+                continue
+            for claim in renewed:
+                activation = held[claim.instance_id]
+                if activation.claim is not None and activation.claim.token == claim.token:
+                    activation.claim = claim
+
+    async def close(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        for activation in list(self._activations.values()):
+            if activation.claim is not None and activation.users == 0:
+                with contextlib.suppress(StorageError):
+                    await self.storage.release(activation.claim)
+                activation.claim = None
+        self._activations.clear()

@@ -1,0 +1,148 @@
+"""The blocking client: every call is forwarded to the asyncio client on a private loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from typing import Any, Generic, TypeVar, overload
+
+from ..jobs.definitions import Continuous, Debounce, Task
+from .client import ContinuousHandle, DebounceHandle, JobsClient, TaskHandle
+from .results import (
+    AddResult,
+    ClearResult,
+    ContinuousStatus,
+    DeadLetter,
+    DebounceStatus,
+    FlushResult,
+    SendResult,
+    StartResult,
+    TaskState,
+    TaskStatus,
+    TerminateResult,
+    TriggerResult,
+)
+
+S = TypeVar("S")
+E = TypeVar("E")
+T = TypeVar("T")
+
+
+class _Bridge:
+    """An event loop on a daemon thread that runs the async client's coroutines."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=self._loop.run_forever, name="durable-jobs-sync", daemon=True
+                ).start()
+            loop = self._loop
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def close(self) -> None:
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            loop.call_soon_threadsafe(loop.stop)
+
+
+class SyncContinuousHandle(Generic[S]):
+    def __init__(self, handle: ContinuousHandle[S], bridge: _Bridge) -> None:
+        self._h, self._run = handle, bridge.run
+
+    def start(self, id: str, input: S) -> StartResult:
+        return self._run(self._h.start(id, input))
+
+    def trigger(self, id: str) -> TriggerResult:
+        return self._run(self._h.trigger(id))
+
+    def status(self, id: str) -> ContinuousStatus:
+        return self._run(self._h.status(id))
+
+    def get_state(self, id: str) -> S | None:
+        return self._run(self._h.get_state(id))
+
+    def terminate(self, id: str, reason: str | None = None) -> TerminateResult:
+        return self._run(self._h.terminate(id, reason))
+
+
+class SyncDebounceHandle(Generic[E, S]):
+    def __init__(self, handle: DebounceHandle[E, S], bridge: _Bridge) -> None:
+        self._h, self._run = handle, bridge.run
+
+    def add(self, id: str, event: E, idempotency_key: str | None = None) -> AddResult:
+        return self._run(self._h.add(id, event, idempotency_key))
+
+    def flush(self, id: str) -> FlushResult:
+        return self._run(self._h.flush(id))
+
+    def clear(self, id: str) -> ClearResult:
+        return self._run(self._h.clear(id))
+
+    def status(self, id: str) -> DebounceStatus:
+        return self._run(self._h.status(id))
+
+    def get_state(self, id: str) -> S | None:
+        return self._run(self._h.get_state(id))
+
+
+class SyncTaskHandle(Generic[S, E]):
+    def __init__(self, handle: TaskHandle[S, E], bridge: _Bridge) -> None:
+        self._h, self._run = handle, bridge.run
+
+    def send(self, id: str, event: E, idempotency_key: str | None = None) -> SendResult:
+        return self._run(self._h.send(id, event, idempotency_key))
+
+    def trigger(self, id: str) -> TriggerResult:
+        return self._run(self._h.trigger(id))
+
+    def status(self, id: str) -> TaskStatus:
+        return self._run(self._h.status(id))
+
+    def get_state(self, id: str) -> TaskState[S]:
+        return self._run(self._h.get_state(id))
+
+    def terminate(self, id: str, reason: str | None = None) -> TerminateResult:
+        return self._run(self._h.terminate(id, reason))
+
+
+class SyncJobsClient:
+    """The methods of :class:`JobsClient`, blocking."""
+
+    def __init__(self, client: JobsClient) -> None:
+        self._client = client
+        self._bridge = _Bridge()
+
+    @overload
+    def continuous(self, job: Continuous[S]) -> SyncContinuousHandle[S]: ...
+    @overload
+    def continuous(self, job: str) -> SyncContinuousHandle[Any]: ...
+    def continuous(self, job: Continuous[Any] | str) -> SyncContinuousHandle[Any]:
+        return SyncContinuousHandle(self._client.continuous(job), self._bridge)
+
+    @overload
+    def debounce(self, job: Debounce[E, S]) -> SyncDebounceHandle[E, S]: ...
+    @overload
+    def debounce(self, job: str) -> SyncDebounceHandle[Any, Any]: ...
+    def debounce(self, job: Debounce[Any, Any] | str) -> SyncDebounceHandle[Any, Any]:
+        return SyncDebounceHandle(self._client.debounce(job), self._bridge)
+
+    @overload
+    def task(self, job: Task[S, E]) -> SyncTaskHandle[S, E]: ...
+    @overload
+    def task(self, job: str) -> SyncTaskHandle[Any, Any]: ...
+    def task(self, job: Task[Any, Any] | str) -> SyncTaskHandle[Any, Any]:
+        return SyncTaskHandle(self._client.task(job), self._bridge)
+
+    def dead_letter(self, instance_id: str) -> DeadLetter | None:
+        return self._bridge.run(self._client.dead_letter(instance_id))
+
+    def close(self) -> None:
+        self._bridge.close()

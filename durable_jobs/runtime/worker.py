@@ -1,0 +1,147 @@
+"""The worker: claims due alarms and runs them, up to ``concurrency`` at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import TYPE_CHECKING
+
+import structlog
+
+from ..adapters.records import Claim
+from ..errors import DurableJobsError
+from .runtime import JobsRuntime
+
+if TYPE_CHECKING:
+    from .app import DurableJobs
+
+log = structlog.get_logger("durable_jobs.worker")
+
+
+class Worker:
+    """An in-process alarm dispatcher. Use as ``async with jobs.worker(): ...``.
+
+    Alarms set in this process wake it at once; alarms set by other processes are
+    seen within ``poll_interval`` (or sooner, where the back-end notifies). On
+    :meth:`stop` it stops claiming, lets running handlers finish within ``grace``
+    seconds, cancels the rest and releases their claims.
+    """
+
+    def __init__(
+        self, app: DurableJobs, *, concurrency: int, poll_interval: float, grace: float
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"invalid concurrency {concurrency!r}: must be at least 1")
+        self.app = app
+        self.concurrency = concurrency
+        self.poll_interval = poll_interval
+        self.grace = grace
+        self.delivered = 0
+        self._running: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._main: asyncio.Task[None] | None = None
+        self._tracker: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        runtime = await self.app.runtime()
+        loop = asyncio.get_running_loop()
+        self._main = loop.create_task(self._run(runtime))
+        if self.app.tracker is not None:
+            self._tracker = loop.create_task(self.app.tracker.run(self.app.storage))
+
+    def install_signal_handlers(self) -> None:
+        """Stop gracefully on SIGTERM and SIGINT."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+
+    def request_stop(self) -> None:
+        log.info("worker.stopping", running=len(self._running))
+        self._stopping.set()
+        self._wake.set()
+
+    async def wait(self) -> None:
+        """Until the worker has stopped."""
+        if self._main is not None:
+            await self._main
+
+    async def stop(self) -> None:
+        self.request_stop()
+        await self.wait()
+
+    async def _run(self, runtime: JobsRuntime) -> None:
+        log.info("worker.started", concurrency=self.concurrency, owner=runtime.shell.owner)
+        try:
+            while not self._stopping.is_set():
+                free = self.concurrency - len(self._running)
+                if free > 0 and await self._claim(runtime, free) == free:
+                    continue  # more may be due right now
+                await self._sleep(runtime, busy=free <= 0)
+        finally:
+            await self._drain(runtime)
+            log.info("worker.stopped", delivered=self.delivered)
+
+    async def _claim(self, runtime: JobsRuntime, free: int) -> int:
+        clock, lease = self.app.clock, self.app.lease
+        now = clock.now()
+        try:
+            claims = await self.app.scheduler.claim_due(now, free, runtime.shell.owner, now + lease)
+        except DurableJobsError as exc:
+            log.error("worker.claim_failed", error=str(exc))
+            return 0
+        for claim in claims:
+            task = asyncio.get_running_loop().create_task(self._deliver(runtime, claim))
+            self._running.add(task)
+            task.add_done_callback(self._finished)
+        return len(claims)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._running.discard(task)
+        self.delivered += 1
+        self._wake.set()
+
+    async def _deliver(self, runtime: JobsRuntime, claim: Claim) -> None:
+        try:
+            await runtime.deliver(claim)
+        except DurableJobsError as exc:
+            log.error("alarm.delivery_failed", instance_id=claim.instance_id, error=str(exc))
+
+    async def _sleep(self, runtime: JobsRuntime, *, busy: bool) -> None:
+        self._wake.clear()
+        waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
+        if not busy:
+            timeout = self.poll_interval
+            now = self.app.clock.now()
+            with contextlib.suppress(DurableJobsError):
+                next_at = await self.app.scheduler.next_alarm_at(now)
+                if next_at is not None and next_at > now:
+                    timeout = min(timeout, next_at - now)
+            waiters.append(asyncio.ensure_future(self.app.scheduler.wait_for_alarm(timeout)))
+        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in pending:
+            waiter.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _drain(self, runtime: JobsRuntime) -> None:
+        if self._running:
+            _, late = await asyncio.wait(set(self._running), timeout=self.grace)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning("worker.cancelled_after_grace", cancelled=len(late))
+                await asyncio.gather(*late, return_exceptions=True)
+        await runtime.shell.close()
+        if self._tracker is not None and self.app.tracker is not None:
+            self._tracker.cancel()
+            await asyncio.gather(self._tracker, return_exceptions=True)
+            with contextlib.suppress(DurableJobsError):
+                await self.app.tracker.ship(self.app.storage)

@@ -1,0 +1,237 @@
+"""The conformance suite every storage/scheduler back-end must pass.
+
+Use it from a test module of your own::
+
+    from durable_jobs.testing.conformance import *  # noqa: F403
+
+and define a fixture ``store`` that yields an opened object implementing both
+``StorageAdapter`` and ``SchedulerAdapter`` on an empty store. The tests touch the
+public protocols only. They need pytest with pytest-asyncio (``asyncio_mode = auto``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from typing import Any
+
+import attrs
+import pytest
+
+from ..adapters.records import Claim, Commit, DeadLetterRecord, InstanceRecord
+
+T0 = 1_800_000_000.0
+LEASE = 30.0
+_ids = itertools.count()
+
+
+def record(instance_id: str = "task:job:a", *, alarm_at: float | None = None, state: str = "{}") -> InstanceRecord:
+    kind, job_name, key = instance_id.split(":", 2)
+    return InstanceRecord(
+        instance_id=instance_id,
+        kind=kind,
+        job_name=job_name,
+        key=key,
+        state=state,
+        meta=json.dumps({"n": next(_ids)}),
+        alarm_at=alarm_at,
+        created_at=T0,
+        updated_at=T0,
+    )
+
+
+async def claim(store: Any, instance_id: str, now: float = T0, owner: str = "w1") -> Claim:
+    taken = await store.claim(instance_id, owner, now, now + LEASE)
+    assert taken is not None, f"could not claim {instance_id}"
+    return taken  # type: ignore[no-any-return]
+
+
+async def put(store: Any, rec: InstanceRecord, now: float = T0, **commit: Any) -> None:
+    taken = await claim(store, rec.instance_id, now)
+    assert await store.commit(Commit(claim=taken, record=rec, **commit))
+
+
+async def test_read_unknown_instance_is_none(store: Any) -> None:
+    assert await store.read("task:job:nobody") is None
+
+
+async def test_commit_then_read_returns_the_record(store: Any) -> None:
+    rec = record(alarm_at=T0 + 5)
+    await put(store, rec)
+    assert await store.read(rec.instance_id) == rec
+
+
+async def test_claim_is_exclusive_until_it_expires(store: Any) -> None:
+    first = await claim(store, "task:job:a")
+    assert first.record is None
+    assert await store.claim("task:job:a", "w2", T0 + 1, T0 + 31) is None
+    later = await store.claim("task:job:a", "w2", T0 + LEASE + 1, T0 + 2 * LEASE)
+    assert later is not None
+    assert later.token != first.token
+
+
+async def test_claim_carries_the_current_record(store: Any) -> None:
+    rec = record()
+    await put(store, rec)
+    again = await claim(store, rec.instance_id)
+    assert again.record == rec
+
+
+async def test_stale_owner_cannot_commit(store: Any) -> None:
+    stale = await claim(store, "task:job:a")
+    fresh = await store.claim("task:job:a", "w2", T0 + LEASE + 1, T0 + 2 * LEASE + 1)
+    assert fresh is not None
+    assert not await store.commit(Commit(claim=stale, record=record(state='"stale"')))
+    assert await store.read("task:job:a") is None
+    assert await store.commit(Commit(claim=fresh, record=record(state='"fresh"')))
+    stored = await store.read("task:job:a")
+    assert stored is not None
+    assert stored.state == '"fresh"'
+
+
+async def test_release_frees_the_claim_and_keep_holds_it(store: Any) -> None:
+    held = await claim(store, "task:job:a")
+    assert await store.commit(Commit(claim=held, record=record(), release=False))
+    assert await store.claim("task:job:a", "w2", T0, T0 + LEASE) is None
+    assert await store.commit(Commit(claim=held, release=True))
+    assert await store.claim("task:job:a", "w2", T0, T0 + LEASE) is not None
+
+
+async def test_release_with_a_stale_token_keeps_the_new_claim(store: Any) -> None:
+    stale = await claim(store, "task:job:a")
+    await store.claim("task:job:a", "w2", T0 + LEASE + 1, T0 + 3 * LEASE)
+    await store.release(stale)
+    assert await store.claim("task:job:a", "w3", T0 + LEASE + 2, T0 + 4 * LEASE) is None
+
+
+async def test_renew_extends_only_claims_still_held(store: Any) -> None:
+    mine = await claim(store, "task:job:a")
+    lost = await claim(store, "task:job:b")
+    await store.claim("task:job:b", "w2", T0 + LEASE + 1, T0 + 10 * LEASE)
+    renewed = await store.renew([mine, lost], T0 + 5 * LEASE)
+    assert [c.instance_id for c in renewed] == ["task:job:a"]
+    assert await store.claim("task:job:a", "w2", T0 + 2 * LEASE, T0 + 6 * LEASE) is None
+
+
+async def test_delete_removes_record_and_idempotency_keys(store: Any) -> None:
+    rec = record()
+    await put(store, rec, idempotency_key="k1")
+    assert await store.has_idempotency_key(rec.instance_id, "k1")
+    taken = await claim(store, rec.instance_id)
+    assert await store.commit(Commit(claim=taken, delete=True))
+    assert await store.read(rec.instance_id) is None
+    assert not await store.has_idempotency_key(rec.instance_id, "k1")
+
+
+async def test_one_commit_writes_everything_together(store: Any) -> None:
+    rec = record(alarm_at=T0)
+    dead = DeadLetterRecord(
+        instance_id=rec.instance_id, job_name="job", state="{}", error="E: x", attempts=3, at=T0
+    )
+    await put(store, rec, idempotency_key="k", dead_letter=dead, events=('{"type":"a"}',))
+    assert await store.read(rec.instance_id) == rec
+    assert await store.has_idempotency_key(rec.instance_id, "k")
+    assert await store.read_dead_letter(rec.instance_id) == dead
+    assert [e.event for e in await store.take_outbox(10)] == ['{"type":"a"}']
+
+
+async def test_a_refused_commit_writes_nothing(store: Any) -> None:
+    stale = await claim(store, "task:job:a")
+    await store.claim("task:job:a", "w2", T0 + LEASE + 1, T0 + 3 * LEASE)
+    dead = DeadLetterRecord(
+        instance_id="task:job:a", job_name="job", state=None, error="E", attempts=1, at=T0
+    )
+    commit = Commit(
+        claim=stale, record=record(), idempotency_key="k", dead_letter=dead, events=("{}",)
+    )
+    assert not await store.commit(commit)
+    assert await store.read("task:job:a") is None
+    assert not await store.has_idempotency_key("task:job:a", "k")
+    assert await store.read_dead_letter("task:job:a") is None
+    assert await store.take_outbox(10) == []
+
+
+async def test_outbox_is_taken_in_commit_order_and_acked(store: Any) -> None:
+    for n in range(3):
+        await put(store, record(f"task:job:{n}"), events=(f'{{"n":{n}}}',))
+    entries = await store.take_outbox(2)
+    assert [json.loads(e.event)["n"] for e in entries] == [0, 1]
+    await store.ack_outbox([e.id for e in entries])
+    assert [json.loads(e.event)["n"] for e in await store.take_outbox(10)] == [2]
+
+
+async def test_claim_due_returns_due_alarms_earliest_first(store: Any) -> None:
+    await put(store, record("task:job:late", alarm_at=T0 + 20))
+    await put(store, record("task:job:early", alarm_at=T0 + 10))
+    await put(store, record("task:job:future", alarm_at=T0 + 100))
+    await put(store, record("task:job:none"))
+    due = await store.claim_due(T0 + 50, 10, "w1", T0 + 50 + LEASE)
+    assert [c.instance_id for c in due] == ["task:job:early", "task:job:late"]
+    assert due[0].record == await store.read("task:job:early")
+
+
+async def test_claim_due_respects_the_limit_and_live_claims(store: Any) -> None:
+    for n in range(5):
+        await put(store, record(f"task:job:{n}", alarm_at=T0 + n))
+    await claim(store, "task:job:0", now=T0 + 10)
+    due = await store.claim_due(T0 + 10, 2, "w1", T0 + 10 + LEASE)
+    assert [c.instance_id for c in due] == ["task:job:1", "task:job:2"]
+    rest = await store.claim_due(T0 + 10, 10, "w2", T0 + 10 + LEASE)
+    assert [c.instance_id for c in rest] == ["task:job:3", "task:job:4"]
+
+
+async def test_an_alarm_whose_claim_expired_is_delivered_again(store: Any) -> None:
+    await put(store, record("task:job:a", alarm_at=T0))
+    first = await store.claim_due(T0, 10, "w1", T0 + LEASE)
+    assert [c.instance_id for c in first] == ["task:job:a"]
+    assert await store.claim_due(T0 + 1, 10, "w2", T0 + 1 + LEASE) == []
+    again = await store.claim_due(T0 + LEASE + 1, 10, "w2", T0 + 2 * LEASE + 1)
+    assert [c.instance_id for c in again] == ["task:job:a"]
+
+
+async def test_commit_moves_the_alarm(store: Any) -> None:
+    rec = record("task:job:a", alarm_at=T0)
+    await put(store, rec)
+    [due] = await store.claim_due(T0, 10, "w1", T0 + LEASE)
+    assert await store.commit(Commit(claim=due, record=attrs.evolve(rec, alarm_at=T0 + 60)))
+    assert await store.claim_due(T0 + 1, 10, "w1", T0 + 1 + LEASE) == []
+    assert await store.next_alarm_at(T0 + 1) == T0 + 60
+
+
+async def test_next_alarm_at_skips_live_claims(store: Any) -> None:
+    assert await store.next_alarm_at(T0) is None
+    await put(store, record("task:job:a", alarm_at=T0 + 1))
+    await put(store, record("task:job:b", alarm_at=T0 + 2))
+    await claim(store, "task:job:a")
+    assert await store.next_alarm_at(T0) == T0 + 2
+    assert await store.next_alarm_at(T0 + LEASE + 1) == T0 + 1
+
+
+async def test_list_instances_filters_by_job_and_kind(store: Any) -> None:
+    await put(store, record("task:orders:1"))
+    await put(store, record("task:orders:2"))
+    await put(store, record("debounce:hooks:1"))
+    assert [r.key for r in await store.list_instances(job_name="orders")] == ["1", "2"]
+    assert [r.instance_id for r in await store.list_instances(kind="debounce")] == [
+        "debounce:hooks:1"
+    ]
+    assert len(await store.list_instances(limit=2)) == 2
+
+
+async def test_wait_for_alarm_wakes_when_an_alarm_is_set(store: Any) -> None:
+    waiting = asyncio.ensure_future(store.wait_for_alarm(60))
+    await asyncio.sleep(0)
+    await put(store, record("task:job:a", alarm_at=T0))
+    await asyncio.wait_for(waiting, 5)  # far below the 60 s the wait allows
+
+
+async def test_unicode_ids_and_states_round_trip(store: Any) -> None:
+    rec = record("task:job:ünï-☃", state='{"name":"żółw 🐢"}')
+    await put(store, rec)
+    assert await store.read("task:job:ünï-☃") == rec
+
+
+__all__ = [name for name in dict(globals()) if name.startswith("test_")]
+
+pytestmark = pytest.mark.usefixtures("store")

@@ -1,0 +1,3 @@
+"""Every back-end against the storage and scheduler contracts."""
+
+from durable_jobs.testing.conformance import *  # noqa: F403
