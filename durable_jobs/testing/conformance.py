@@ -26,7 +26,9 @@ LEASE = 30.0
 _ids = itertools.count()
 
 
-def record(instance_id: str = "task:job:a", *, alarm_at: float | None = None, state: str = "{}") -> InstanceRecord:
+def record(
+    instance_id: str = "task:job:a", *, alarm_at: float | None = None, state: str = "{}"
+) -> InstanceRecord:
     kind, job_name, key = instance_id.split(":", 2)
     return InstanceRecord(
         instance_id=instance_id,
