@@ -28,7 +28,7 @@ class StorageRetry:
 
     stop: tenacity.stop.stop_base = attrs.field(factory=lambda: tenacity.stop_after_delay(10))
     wait: tenacity.wait.wait_base = attrs.field(
-        factory=lambda: tenacity.wait_exponential_jitter(initial=0.005, max=0.5)
+        factory=lambda: tenacity.wait_exponential_jitter(multiplier=0.005, max=0.5)
     )
 
     def _retrying(self, transient: tuple[type[BaseException], ...]) -> dict[str, object]:

@@ -21,13 +21,17 @@ class Wakeup:
             with contextlib.suppress(RuntimeError):  # that loop has closed
                 loop.call_soon_threadsafe(event.set)
 
-    async def wait(self, timeout: float) -> None:
+    async def wait(self, timeout: float) -> bool:
+        """Whether it fired within ``timeout`` seconds."""
         waiter = (asyncio.get_running_loop(), asyncio.Event())
         with self._lock:
             self._waiters.add(waiter)
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter[1].wait(), max(timeout, 0.0))
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await waiter[1].wait()
+            return True
+        except TimeoutError:
+            return False
         finally:
             with self._lock:
                 self._waiters.discard(waiter)

@@ -1,0 +1,82 @@
+"""The SQLite schema, as numbered migrations applied on open.
+
+The version lives in ``PRAGMA user_version``. Migrations run inside one
+``BEGIN IMMEDIATE`` transaction, so processes opening the file at once apply
+each migration exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+import sqlite_utils
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    db.table("instances").create(
+        {
+            "instance_id": str,
+            "kind": str,
+            "job_name": str,
+            "key": str,
+            "state": str,
+            "meta": str,
+            "alarm_at": float,
+            "created_at": float,
+            "updated_at": float,
+        },
+        pk="instance_id",
+        not_null={"kind", "job_name", "key", "meta", "created_at", "updated_at"},
+    )
+    # Finding due alarms reads this index only: its cost grows with the number due.
+    db.execute(
+        "CREATE INDEX instances_alarm ON instances (alarm_at, instance_id) "
+        "WHERE alarm_at IS NOT NULL"
+    )
+    db.table("instances").create_index(["job_name", "instance_id"], index_name="instances_job")
+    db.table("claims").create(
+        {"instance_id": str, "owner": str, "token": str, "expires_at": float},
+        pk="instance_id",
+        not_null={"owner", "token", "expires_at"},
+    )
+    db.table("idempotency_keys").create(
+        {"instance_id": str, "key": str}, pk=("instance_id", "key"), not_null={"key"}
+    )
+    db.table("dead_letters").create(
+        {
+            "instance_id": str,
+            "job_name": str,
+            "state": str,
+            "error": str,
+            "attempts": int,
+            "at": float,
+        },
+        pk="instance_id",
+        not_null={"job_name", "error", "attempts", "at"},
+    )
+    db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema up to date; returns the version it is at."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise RuntimeError(
+                f"the database is at schema version {version}, newer than this "
+                f"durable-jobs understands ({len(MIGRATIONS)}); upgrade durable-jobs"
+            )
+        db = sqlite_utils.Database(conn)
+        for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+            step(db)
+            conn.execute(f"PRAGMA user_version = {number:d}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return len(MIGRATIONS)
