@@ -1,0 +1,75 @@
+"""An app for tests that run real worker and producer processes.
+
+Configured by environment: DURABLE_JOBS_STORAGE, DJ_DIR (a scratch directory for
+the activation guard and markers) and DJ_LEASE (claim lease in seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+
+from durable_jobs import Task, TaskContext, create_durable_jobs
+
+DIR = Path(os.environ.get("DJ_DIR", "."))
+
+
+@attrs.frozen
+class Count:
+    events: int = 0
+    executed: int = 0
+
+
+@attrs.frozen
+class Bump:
+    schedule: bool = False
+
+
+@contextlib.contextmanager
+def single_activation(instance_id: str) -> Iterator[None]:
+    """Records a violation if two handlers of one instance ever overlap, in any process."""
+    lock = DIR / f"{instance_id.replace(':', '_')}.active"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        (DIR / "violation").write_text(f"{instance_id} overlapped in pid {os.getpid()}\n")
+        yield
+        return
+    os.close(fd)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+async def on_event(event: Bump, ctx: TaskContext[Count]) -> None:
+    with single_activation(ctx.instance_id):
+        state = ctx.state or Count()
+        await asyncio.sleep(0)  # yield mid-update: other calls must still wait
+        ctx.set_state(attrs.evolve(state, events=state.events + 1))
+        if event.schedule:
+            ctx.schedule(ctx.now)
+
+
+async def execute(ctx: TaskContext[Count]) -> None:
+    with single_activation(ctx.instance_id):
+        (DIR / f"entered.{os.getpid()}").touch()
+        # A test holds this process's handlers here (to kill or stop it) until it
+        # deletes the file named by DJ_HOLD.
+        hold = os.environ.get("DJ_HOLD")
+        while hold and Path(hold).exists():
+            await asyncio.sleep(0.01)
+        state = ctx.state or Count()
+        ctx.set_state(attrs.evolve(state, executed=state.executed + 1))
+
+
+counter = Task(state=Count, event=Bump, on_event=on_event, execute=execute)
+
+jobs = create_durable_jobs(
+    {"counter": counter}, lease=float(os.environ.get("DJ_LEASE", "30"))
+)

@@ -1,0 +1,25 @@
+"""Send COUNT Bump events to each of the instance ids given; print how many were acknowledged.
+
+Usage: python -m tests.apps.produce COUNT ID [ID ...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tests.apps.counter import Bump, counter, jobs
+
+
+def main() -> None:
+    count, ids = int(sys.argv[1]), sys.argv[2:]
+    client = jobs.sync_client.task(counter)
+    acknowledged = 0
+    for n in range(count):
+        for key in ids:
+            client.send(key, Bump(schedule=n % 10 == 0))
+            acknowledged += 1
+    print(acknowledged, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Running worker and producer processes of ``tests.apps.counter`` against one store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from durable_jobs import create_durable_jobs
+from durable_jobs.runtime.app import DurableJobs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def app_env(url: str, scratch: Path, *, lease: float = 30.0, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DURABLE_JOBS_STORAGE": url,
+        "DJ_DIR": str(scratch),
+        "DJ_LEASE": str(lease),
+        "PYTHONPATH": str(ROOT),
+        **extra,
+    }
+
+
+def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8) -> subprocess.Popen[Any]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "durable_jobs.cli", "worker", "tests.apps.counter:jobs",
+             "--poll-interval", "0.05", "--grace", "5", "--concurrency", str(concurrency)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def start_producer(env: dict[str, str], count: int, *ids: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.apps.produce", str(count), *ids],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def acknowledged(producer: subprocess.Popen[str]) -> int:
+    out, err = producer.communicate(timeout=120)
+    assert producer.returncode == 0, err
+    return int(out.strip())
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+def observer(url: str, **options: Any) -> DurableJobs:
+    """An app over the same store, for reading what the processes did."""
+    from tests.apps.counter import counter
+
+    return create_durable_jobs({"counter": counter}, storage=url, **options)

@@ -1,0 +1,147 @@
+"""SQLite-specific guarantees: durability across reopen, storage faults, schema drift."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+
+import attrs
+import pytest
+import tenacity
+
+from durable_jobs import StorageError, Task, TaskContext, ValidationError, create_durable_jobs
+from durable_jobs.adapters.retry import StorageRetry
+from durable_jobs.adapters.sqlite import SQLiteStore
+from durable_jobs.runtime.app import DurableJobs
+from durable_jobs.testing import create_test_runtime
+
+
+@attrs.frozen
+class Note:
+    text: str
+
+
+@attrs.frozen
+class Notes:
+    texts: tuple[str, ...] = ()
+
+
+async def remember(event: Note, ctx: TaskContext[Notes]) -> None:
+    notes = ctx.state or Notes()
+    ctx.set_state(Notes((*notes.texts, event.text)))
+    ctx.schedule("1 hour")
+
+
+async def nothing(ctx: TaskContext[Notes]) -> None:
+    return None
+
+
+notes = Task(state=Notes, event=Note, on_event=remember, execute=nothing)
+
+
+def app_on(path: Path, **options: object) -> DurableJobs:
+    store = SQLiteStore(str(path), **options)  # type: ignore[arg-type]
+    return DurableJobs({"notes": notes}, storage=(store, store))
+
+
+async def test_state_and_alarm_survive_closing_and_reopening(tmp_path: Path) -> None:
+    rt = create_test_runtime({"notes": notes}, storage=f"sqlite:///{tmp_path / 'j.db'}")
+    sent = await rt.client.task(notes).send("a", Note("hello"))
+    await rt.aclose()
+
+    reopened = create_durable_jobs({"notes": notes}, storage=f"sqlite:///{tmp_path / 'j.db'}")
+    state = await reopened.client.task(notes).get_state("a")
+    await reopened.aclose()
+    assert state.state == Notes(("hello",))
+    assert state.scheduled_at == sent.scheduled_at is not None
+
+
+async def test_disk_full_raises_storage_error_and_keeps_the_last_commit(tmp_path: Path) -> None:
+    path = tmp_path / "full.db"
+    app = app_on(path)
+    await app.client.task(notes).send("a", Note("small"))
+    await app.aclose()
+    pages = sqlite3.connect(path).execute("PRAGMA page_count").fetchone()[0]
+
+    full = app_on(path, pragmas={"max_page_count": pages + 2})
+    with pytest.raises(StorageError, match="full"):
+        await full.client.task(notes).send("a", Note("x" * 200_000))
+    state = await full.client.task(notes).get_state("a")
+    await full.aclose()
+    assert state.state == Notes(("small",))
+    assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+async def test_a_lock_held_past_the_busy_timeout_is_a_retryable_storage_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "locked.db"
+    quick = StorageRetry(stop=tenacity.stop_after_attempt(3))
+    app = app_on(path, busy_timeout=0.05, retry=quick)
+    await app.client.task(notes).send("a", Note("before"))
+
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StorageError) as raised:
+        await app.client.task(notes).send("a", Note("during"))
+    assert raised.value.retryable
+    blocker.execute("ROLLBACK")
+
+    await app.client.task(notes).send("a", Note("after"))
+    state = await app.client.task(notes).get_state("a")
+    await app.aclose()
+    assert state.state == Notes(("before", "after"))
+
+
+@attrs.frozen
+class NotesV2:
+    texts: tuple[str, ...]
+    owner: str  # a new required field: old states no longer fit
+
+
+async def test_stored_state_that_no_longer_fits_is_reported_and_left_on_disk(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "drift.db"
+    app = app_on(path)
+    await app.client.task(notes).send("a", Note("kept"))
+    await app.aclose()
+    before = sqlite3.connect(path).execute("SELECT state FROM instances").fetchone()
+
+    changed = Task(state=NotesV2, event=Note, on_event=remember, execute=nothing)
+    store = SQLiteStore(str(path))
+    drifted = DurableJobs({"notes": changed}, storage=(store, store))
+    with pytest.raises(ValidationError, match="owner"):
+        await drifted.client.task(changed).get_state("a")
+    with pytest.raises(ValidationError, match="owner"):
+        await drifted.client.task(changed).send("a", Note("more"))
+    await drifted.aclose()
+    assert sqlite3.connect(path).execute("SELECT state FROM instances").fetchone() == before
+
+
+async def test_default_storage_is_sqlite_overridable_by_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    default = create_durable_jobs({"notes": notes})
+    assert default.storage_url == "sqlite:///durable_jobs.db"
+    monkeypatch.setenv("DURABLE_JOBS_STORAGE", "memory://")
+    assert create_durable_jobs({"notes": notes}).storage_url == "memory://"
+
+
+def test_synchronous_level_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        SQLiteStore(str(tmp_path / "x.db"), synchronous="SOMETIMES")
+
+
+async def test_alarm_times_are_stored_in_utc_epoch_seconds(tmp_path: Path) -> None:
+    rt = create_test_runtime(
+        {"notes": notes},
+        now=datetime(2026, 6, 1, 12, tzinfo=UTC),
+        storage=f"sqlite:///{tmp_path / 't.db'}",
+    )
+    await rt.client.task(notes).send("a", Note("x"))
+    await rt.aclose()
+    (alarm,) = sqlite3.connect(tmp_path / "t.db").execute("SELECT alarm_at FROM instances").fetchone()
+    assert alarm == datetime(2026, 6, 1, 13, tzinfo=UTC).timestamp()
