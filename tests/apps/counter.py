@@ -70,6 +70,4 @@ async def execute(ctx: TaskContext[Count]) -> None:
 
 counter = Task(state=Count, event=Bump, on_event=on_event, execute=execute)
 
-jobs = create_durable_jobs(
-    {"counter": counter}, lease=float(os.environ.get("DJ_LEASE", "30"))
-)
+jobs = create_durable_jobs({"counter": counter}, lease=float(os.environ.get("DJ_LEASE", "30")))
