@@ -142,12 +142,16 @@ order_processor = Task(
 )
 
 
-async def main() -> None:
+def fresh_storage() -> str:
     storage = os.environ.get("DURABLE_JOBS_STORAGE")
     if storage is None:
         for leftover in Path().glob("quickstart.db*"):
             leftover.unlink()  # start afresh: the demo's own file
         storage = "sqlite:///quickstart.db"
+    return storage
+
+
+async def main(storage: str) -> None:
     jobs = create_durable_jobs(
         {
             "token_refresher": token_refresher,
@@ -180,4 +184,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(fresh_storage()))

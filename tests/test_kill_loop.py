@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 def test_killing_workers_at_random_loses_and_repeats_nothing(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     env = app_env(url, tmp_path, lease=0.5)
-    rng = random.Random(20261121)  # noqa: S311 - a reproducible schedule of kills
+    rng = random.Random(20261121)
     producers = [start_producer(env, 400, *IDS) for _ in range(2)]
 
     for cycle in range(CYCLES):

@@ -143,5 +143,7 @@ async def test_alarm_times_are_stored_in_utc_epoch_seconds(tmp_path: Path) -> No
     )
     await rt.client.task(notes).send("a", Note("x"))
     await rt.aclose()
-    (alarm,) = sqlite3.connect(tmp_path / "t.db").execute("SELECT alarm_at FROM instances").fetchone()
+    (alarm,) = (
+        sqlite3.connect(tmp_path / "t.db").execute("SELECT alarm_at FROM instances").fetchone()
+    )
     assert alarm == datetime(2026, 6, 1, 13, tzinfo=UTC).timestamp()
