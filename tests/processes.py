@@ -16,9 +16,12 @@ from durable_jobs.runtime.app import DurableJobs
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def app_env(url: str, scratch: Path, *, lease: float = 30.0, **extra: str) -> dict[str, str]:
+def app_env(
+    url: str, scratch: Path, *, lease: float = 30.0, schema: str | None = None, **extra: str
+) -> dict[str, str]:
     return {
         **os.environ,
+        **({"DJ_SCHEMA": schema} if schema else {}),
         "DURABLE_JOBS_STORAGE": url,
         "DJ_DIR": str(scratch),
         "DJ_LEASE": str(lease),

@@ -30,16 +30,36 @@ class Bump:
     schedule: bool = False
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
 def single_activation(instance_id: str) -> Iterator[None]:
-    """Records a violation if two handlers of one instance ever overlap, in any process."""
+    """Records a violation if two handlers of one instance ever overlap, in any process.
+
+    The lock file holds its owner's pid: one left by a process that was killed is
+    stale, not an overlap.
+    """
     lock = DIR / f"{instance_id.replace(':', '_')}.active"
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            owner = lock.read_text() if lock.exists() else ""
+            if owner.isdigit() and not _alive(int(owner)):
+                lock.unlink(missing_ok=True)
+                continue
+    else:
         (DIR / "violation").write_text(f"{instance_id} overlapped in pid {os.getpid()}\n")
         yield
         return
+    os.write(fd, str(os.getpid()).encode())
     os.close(fd)
     try:
         yield

@@ -1,14 +1,19 @@
-"""SQLite shared by several OS processes: single activation, crash safety, fencing."""
+"""A store shared by several OS processes (SQLite and PostgreSQL): single activation,
+crash safety, fencing."""
 
 from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import attrs
 import pytest
 
 from tests.apps.counter import Bump, counter
+from tests.conftest import DSN, drop_schema, fresh_schema, needs_postgres
 from tests.processes import (
     acknowledged,
     app_env,
@@ -18,23 +23,44 @@ from tests.processes import (
     wait_until,
 )
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'jobs.db'}"
+@attrs.frozen
+class Shared:
+    """A store several processes open: its URL and PostgreSQL schema, if any."""
+
+    url: str
+    schema: str | None = None
+
+    def env(self, scratch: Path, **options: Any) -> dict[str, str]:
+        return app_env(self.url, scratch, schema=self.schema, **options)
+
+    def client(self) -> Any:
+        options = {"schema": self.schema} if self.schema else {}
+        return observer(self.url, **options).sync_client.task(counter)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[needs_postgres, pytest.mark.postgres])]
+)
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shared]:
+    if request.param == "sqlite":
+        yield Shared(f"sqlite:///{tmp_path / 'jobs.db'}")
+        return
+    schema = fresh_schema()
+    yield Shared(DSN, schema)
+    drop_schema(schema)
 
 
 def test_four_processes_sending_to_one_instance_apply_every_event_once(
-    url: str, tmp_path: Path
+    shared: Shared, tmp_path: Path
 ) -> None:
-    env = app_env(url, tmp_path)
+    env = shared.env(tmp_path)
     producers = [start_producer(env, 250, "shared") for _ in range(4)]
     total = sum(acknowledged(p) for p in producers)
 
-    client = observer(url).sync_client.task(counter)
-    state = client.get_state("shared").state
+    state = shared.client().get_state("shared").state
     assert total == 1000
     assert state is not None
     assert state.events == 1000
@@ -45,12 +71,14 @@ def _entered(scratch: Path, pid: int) -> bool:
     return (scratch / f"entered.{pid}").exists()
 
 
-def test_kill_9_inside_a_handler_loses_nothing_and_commits_once(url: str, tmp_path: Path) -> None:
-    client = observer(url).sync_client.task(counter)
+def test_kill_9_inside_a_handler_loses_nothing_and_commits_once(
+    shared: Shared, tmp_path: Path
+) -> None:
+    client = shared.client()
     client.send("k", Bump(schedule=True))
     hold = tmp_path / "hold-a"
     hold.touch()
-    first = start_worker(app_env(url, tmp_path, lease=1.0, DJ_HOLD=str(hold)), tmp_path / "a.log")
+    first = start_worker(shared.env(tmp_path, lease=1.0, DJ_HOLD=str(hold)), tmp_path / "a.log")
     wait_until(lambda: _entered(tmp_path, first.pid), "the first worker to enter the handler")
 
     first.kill()
@@ -61,7 +89,7 @@ def test_kill_9_inside_a_handler_loses_nothing_and_commits_once(url: str, tmp_pa
     assert after_crash.state.executed == 0
     assert client.status("k").status == "active"  # the alarm is still set
 
-    second = start_worker(app_env(url, tmp_path, lease=1.0), tmp_path / "b.log")
+    second = start_worker(shared.env(tmp_path, lease=1.0), tmp_path / "b.log")
     try:
         wait_until(lambda: client.status("k").status == "idle", "redelivery by the next worker")
     finally:
@@ -73,19 +101,21 @@ def test_kill_9_inside_a_handler_loses_nothing_and_commits_once(url: str, tmp_pa
     assert final.events == 1
 
 
-def test_a_stopped_stale_owner_cannot_commit_after_a_takeover(url: str, tmp_path: Path) -> None:
-    client = observer(url).sync_client.task(counter)
+def test_a_stopped_stale_owner_cannot_commit_after_a_takeover(
+    shared: Shared, tmp_path: Path
+) -> None:
+    client = shared.client()
     client.send("k", Bump(schedule=True))
     hold = tmp_path / "hold-a"
     hold.touch()
     log_a = tmp_path / "a.log"
-    stale = start_worker(app_env(url, tmp_path, lease=1.0, DJ_HOLD=str(hold)), log_a)
+    stale = start_worker(shared.env(tmp_path, lease=1.0, DJ_HOLD=str(hold)), log_a)
     try:
         wait_until(lambda: _entered(tmp_path, stale.pid), "the first worker to enter the handler")
         os.kill(stale.pid, signal.SIGSTOP)
         (tmp_path / "task_counter_k.active").unlink()  # let the guard admit the new owner
 
-        fresh = start_worker(app_env(url, tmp_path, lease=1.0), tmp_path / "b.log")
+        fresh = start_worker(shared.env(tmp_path, lease=1.0), tmp_path / "b.log")
         wait_until(lambda: client.status("k").status == "idle", "the takeover to commit")
         fresh.send_signal(signal.SIGTERM)
         assert fresh.wait(timeout=30) == 0
