@@ -114,7 +114,8 @@ class Continuous(Generic[S]):
         self.logging = logging
 
 
-def _default_reducer(ctx: DebounceEventContext[Any, Any]) -> Any:
+async def _default_reducer(ctx: DebounceEventContext[Any, Any]) -> Any:
+    # async so that the runtime calls it inline: plain functions go to a thread.
     return ctx.event
 
 

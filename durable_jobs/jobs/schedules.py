@@ -16,7 +16,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import attrs
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from .durations import Duration, parse_duration
 
@@ -56,6 +56,11 @@ class Cron:
             ZoneInfo(self.tz)
         except (ZoneInfoNotFoundError, ValueError):
             found.append(f"unknown time zone {self.tz!r}")
+        if not found:
+            try:  # "0 0 31 2 *" is well-formed but would fail at the first start
+                self.next_after(datetime(2000, 1, 1, tzinfo=UTC))
+            except CroniterBadDateError:
+                found.append(f"cron expression {self.expr!r} never fires")
         return found
 
     @property

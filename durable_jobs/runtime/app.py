@@ -145,6 +145,14 @@ def _check_registry(jobs: Mapping[str, JobDefinition]) -> Mapping[str, JobDefini
             problems.append(f"job name {name!r} must be a non-empty string without ':'")
         if not isinstance(job, Continuous | Debounce | Task):
             problems.append(f"job {name!r} must be Continuous, Debounce or Task, got {job!r}")
+    names: dict[int, str] = {}
+    for name, job in jobs.items():
+        if id(job) in names:
+            problems.append(
+                f"jobs {names[id(job)]!r} and {name!r} are the same definition object: "
+                "make one definition per name, so that a definition names its job"
+            )
+        names[id(job)] = name
     if problems:
         raise DefinitionError(problems)
     return jobs

@@ -78,6 +78,8 @@ class DebounceHandle(_Handle, Generic[E, S]):
     async def add(self, id: str, event: E, idempotency_key: str | None = None) -> AddResult:
         runtime, handler = await self._runtime()
         canonical = handler.check_event(event)
+        if idempotency_key is not None:
+            check_id(idempotency_key, "idempotency key")
         return await runtime.run(
             handler, check_id(id), lambda d: handler.add(d, canonical, idempotency_key)
         )
@@ -109,6 +111,8 @@ class TaskHandle(_Handle, Generic[S, E]):
     async def send(self, id: str, event: E, idempotency_key: str | None = None) -> SendResult:
         runtime, handler = await self._runtime()
         canonical = handler.check_event(event)
+        if idempotency_key is not None:
+            check_id(idempotency_key, "idempotency key")
         return await runtime.run(
             handler, check_id(id), lambda d: handler.send(d, canonical, idempotency_key)
         )

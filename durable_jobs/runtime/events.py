@@ -65,8 +65,14 @@ class JobEvent:
         return cls(at=at, data=raw, **common)
 
 
+_CLOSED: Any = object()
+
+
 class Subscription:
-    """An async iterator over the events committed after it was made."""
+    """An async iterator over the events committed after it was made.
+
+    Closing it ends the iteration once the events received before are consumed.
+    """
 
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
@@ -81,10 +87,15 @@ class Subscription:
         return self
 
     async def __anext__(self) -> JobEvent:
-        return await self._queue.get()
+        event = await self._queue.get()
+        if event is _CLOSED:
+            self._queue.put_nowait(_CLOSED)  # stay ended for every later call
+            raise StopAsyncIteration
+        return event
 
     def close(self) -> None:
         self._bus.unsubscribe(self)
+        self._put(_CLOSED)  # wakes an iterator waiting for the next event
 
     async def __aenter__(self) -> Subscription:
         return self

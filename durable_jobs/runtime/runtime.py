@@ -27,18 +27,25 @@ MAX_ID_BYTES = 255
 log = structlog.get_logger("durable_jobs.runtime")
 
 
-def check_id(key: object) -> str:
-    """An instance id: a non-empty string of at most 255 bytes without control characters."""
+def check_id(key: object, what: str = "id") -> str:
+    """An instance id (or idempotency key): a non-empty string of at most 255 bytes
+    of valid Unicode without control characters."""
     if not isinstance(key, str):
-        raise ValidationError(f"invalid id {key!r}: expected a string, got {type(key).__name__}")
-    if not key:
-        raise ValidationError("invalid id '': must not be empty")
-    if len(key) * 4 > MAX_ID_BYTES and len(key.encode()) > MAX_ID_BYTES:
         raise ValidationError(
-            f"invalid id {key[:40]!r}…: {len(key.encode())} bytes, the limit is {MAX_ID_BYTES}"
+            f"invalid {what} {key!r}: expected a string, got {type(key).__name__}"
+        )
+    if not key:
+        raise ValidationError(f"invalid {what} '': must not be empty")
+    try:
+        size = len(key.encode())
+    except UnicodeEncodeError:
+        raise ValidationError(f"invalid {what} {key[:40]!r}: not valid Unicode text") from None
+    if size > MAX_ID_BYTES:
+        raise ValidationError(
+            f"invalid {what} {key[:40]!r}…: {size} bytes, the limit is {MAX_ID_BYTES}"
         )
     if not key.isprintable() and any(unicodedata.category(c) == "Cc" for c in key):
-        raise ValidationError(f"invalid id {key!r}: contains a NUL or control character")
+        raise ValidationError(f"invalid {what} {key!r}: contains a NUL or control character")
     return key
 
 
@@ -103,7 +110,7 @@ class JobsRuntime:
             return
         self.shell.adopt(claim)
         target = Target(record.instance_id, record.kind, record.job_name, record.key)
-        await self.shell.call(target, lambda draft: self._alarm(handler, draft))
+        await self.shell.call(target, lambda draft: self._alarm(handler, draft), hold_on_error=True)
 
     async def _alarm(self, handler: KindHandler, draft: Draft) -> None:
         if draft.alarm_at is None or draft.alarm_at > draft.now:

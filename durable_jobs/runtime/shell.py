@@ -82,12 +82,24 @@ class InstanceShell:
         activation.record = claim.record
         self._ensure_heartbeat()
 
-    async def call(self, target: Target, operation: Callable[[Draft], Awaitable[T]]) -> T:
+    async def call(
+        self,
+        target: Target,
+        operation: Callable[[Draft], Awaitable[T]],
+        *,
+        hold_on_error: bool = False,
+    ) -> T:
+        """Run ``operation`` under the instance's claim and commit its draft.
+
+        With ``hold_on_error`` an operation that raises leaves the claim to expire
+        instead of releasing it, so that a failing alarm is retried after the lease
+        rather than at once, over and over.
+        """
         activation = self._activation(target.instance_id)
         activation.users += 1
         try:
             async with activation.lock:
-                return await self._run(target, activation, operation)
+                return await self._run(target, activation, operation, hold_on_error)
         finally:
             activation.users -= 1
             if activation.users == 0 and activation.claim is None:
@@ -100,7 +112,11 @@ class InstanceShell:
         return activation
 
     async def _run(
-        self, target: Target, activation: _Activation, operation: Callable[[Draft], Awaitable[T]]
+        self,
+        target: Target,
+        activation: _Activation,
+        operation: Callable[[Draft], Awaitable[T]],
+        hold_on_error: bool,
     ) -> T:
         if activation.claim is None:
             activation.claim = await self._acquire(target.instance_id)
@@ -116,7 +132,13 @@ class InstanceShell:
         )
         try:
             result = await operation(draft)
-        except BaseException:
+        except Exception:
+            if hold_on_error and activation.users == 1:
+                activation.claim = activation.record = None  # forgotten here, expires there
+            else:
+                await self._let_go(activation)
+            raise
+        except BaseException:  # cancelled (a worker shutting down): hand the instance on
             await self._let_go(activation)
             raise
         release = activation.users == 1  # nobody queued behind us in this process

@@ -35,22 +35,42 @@ class _Bridge:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
-                threading.Thread(
+                self._thread = threading.Thread(
                     target=self._loop.run_forever, name="durable-jobs-sync", daemon=True
-                ).start()
+                )
+                self._thread.start()
             loop = self._loop
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def close(self) -> None:
+        """Cancel what still runs on the private loop (a claim heartbeat), then close it:
+        a loop that is only stopped leaks its selector and warns when collected."""
         with self._lock:
             loop, self._loop = self._loop, None
-        if loop is not None:
-            loop.call_soon_threadsafe(loop.stop)
+            thread, self._thread = self._thread, None
+        if loop is None or thread is None:
+            return
+        if thread is threading.current_thread():  # closed from a handler on the loop itself
+            loop.call_soon(loop.stop)
+            return
+        asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result()
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+
+
+async def _cancel_pending() -> None:
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.get_running_loop().shutdown_asyncgens()
 
 
 class SyncContinuousHandle(Generic[S]):

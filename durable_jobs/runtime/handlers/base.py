@@ -73,15 +73,15 @@ class KindHandler:
             "log": self.log.bind(instance_id=draft.instance_id),
         }
 
-    async def invoke(self, fn: Callable[..., Any], *args: Any, inline: bool = False) -> Any:
+    async def invoke(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Call user code. Plain functions run in a thread so that a blocking one
-        cannot stall other instances; ``inline`` is for tiny pure reducers."""
+        cannot stall other instances."""
         is_async = self._awaitable.get(fn)
         if is_async is None:
             is_async = self._awaitable[fn] = inspect.iscoroutinefunction(fn)
         if is_async:
             return await fn(*args)
-        result = fn(*args) if inline else await asyncio.to_thread(fn, *args)
+        result = await asyncio.to_thread(fn, *args)
         if inspect.isawaitable(result):
             result = await result
         return result

@@ -31,7 +31,7 @@ class DebounceHandler(KindHandler):
             event=event, state=state, event_count=count, **self.base(draft)
         )
         try:
-            new_state = await self.invoke(self.definition.on_event, ctx, inline=True)
+            new_state = await self.invoke(self.definition.on_event, ctx)
         except Exception as error:
             raise ExecutionError(f"on_event of {self.name} raised {error!r}") from error
         _, state_json = self.check_state(new_state)

@@ -37,6 +37,17 @@ def to_instant(when: object, now: datetime) -> datetime:
         raise ValidationError(f"schedule({when!r}): {exc}") from exc
 
 
+def _snapshot(draft: Draft) -> tuple[Any, ...]:
+    """What a handler call may change in the draft, to undo it if the call fails."""
+    return draft.state, draft.alarm_at, dict(draft.meta), len(draft.events)
+
+
+def _restore(draft: Draft, saved: tuple[Any, ...]) -> None:
+    draft.state, draft.alarm_at, meta, emitted = saved
+    draft.meta = dict(meta)
+    del draft.events[emitted:]
+
+
 class TaskHandler(KindHandler):
     kind = "task"
 
@@ -67,18 +78,21 @@ class TaskHandler(KindHandler):
             draft.create({"event_count": 0, "execute_count": 0, "attempt": 1})
             draft.emit("job.started")
         ctx = self._context(draft, first_event=draft.state is None)
+        before = _snapshot(draft)
         try:
             await self.invoke(self.definition.on_event, event, ctx)
+            draft.update(event_count=draft.meta["event_count"] + 1)
+            await self._settle(draft, ctx)
         except Terminate as stop:
             self.terminated(draft, stop.reason)
             return SendResult(created, draft.instance_id, None)
         except Exception as error:
+            _restore(draft, before)
             if self.definition.on_error is None:
+                if isinstance(error, ExecutionError):  # on_idle's, already named
+                    raise
                 raise ExecutionError(f"on_event of {self.name} raised {error!r}") from error
             await self._on_error(draft, error)
-            return SendResult(created, draft.instance_id, datetime_or_none(draft.alarm_at))
-        draft.update(event_count=draft.meta["event_count"] + 1)
-        await self._settle(draft, ctx)
         return SendResult(created, draft.instance_id, datetime_or_none(draft.alarm_at))
 
     async def trigger(self, draft: Draft) -> TriggerResult:
@@ -100,12 +114,18 @@ class TaskHandler(KindHandler):
         attempt = draft.meta.get("attempt", 1)
         draft.update(alarm_at=None)  # the alarm has fired; handlers may set a new one
         ctx = self._context(draft)
+        before = _snapshot(draft)
         try:
             await self.invoke(self.definition.execute, ctx)
+            count = draft.meta["execute_count"] + 1
+            draft.update(execute_count=count, attempt=1)
+            self.executed(draft, execute_count=count, attempt=attempt)
+            await self._settle(draft, ctx)
         except Terminate as stop:
             self.terminated(draft, stop.reason)
             return
         except Exception as error:
+            _restore(draft, before)
             if self.schedule_retry(draft, error, attempt):
                 return
             if self.definition.on_error is None:
@@ -113,26 +133,25 @@ class TaskHandler(KindHandler):
                 return
             draft.update(attempt=1)
             await self._on_error(draft, error)
-            return
-        count = draft.meta["execute_count"] + 1
-        draft.update(execute_count=count, attempt=1)
-        self.executed(draft, execute_count=count, attempt=attempt)
-        await self._settle(draft, ctx)
 
     async def _on_error(self, draft: Draft, error: Exception) -> None:
         ctx = self._context(draft)
+        before = _snapshot(draft)
         try:
             await self.invoke(self.definition.on_error, error, ctx)
+            await self._settle(draft, ctx)
         except Terminate as stop:
             self.terminated(draft, stop.reason)
-            return
         except Exception as second:
+            _restore(draft, before)
             self.give_up(draft, second, draft.meta.get("attempt", 1))
-            return
-        await self._settle(draft, ctx)
 
     async def _settle(self, draft: Draft, ctx: TaskContext[Any]) -> None:
-        """Apply a handler's buffered writes, then give ``on_idle`` its turn."""
+        """Apply a handler's buffered writes, then give ``on_idle`` its turn.
+
+        ``on_idle`` is part of the call it follows: if it raises, that call failed,
+        and the caller undoes the writes made so far (see :func:`_snapshot`).
+        """
         self._apply(draft, ctx)
         if draft.alarm_at is None and self.definition.on_idle is not None:
             idle = self._context(draft)
@@ -141,6 +160,8 @@ class TaskHandler(KindHandler):
             except Terminate as stop:
                 self.terminated(draft, stop.reason)
                 return
+            except Exception as error:
+                raise ExecutionError(f"on_idle of {self.name} raised {error!r}") from error
             self._apply(draft, idle)
 
     def _apply(self, draft: Draft, ctx: TaskContext[Any]) -> None:
