@@ -7,7 +7,8 @@ retryable :class:`StorageError`. Anything else is a persistent fault at once.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import attrs
@@ -46,30 +47,31 @@ class StorageRetry:
 
     def call(self, what: str, fn: Callable[[], T], transient: tuple[type[BaseException], ...]) -> T:
         """Run ``fn`` (blocking), retrying ``transient`` errors."""
-        try:
+        with _as_storage_error(what, transient):
             for attempt in tenacity.Retrying(**self._retrying(transient)):  # type: ignore[arg-type]
                 with attempt:
                     return fn()
-        except StorageError:
-            raise
-        except transient as exc:
-            raise StorageError(f"{what} failed after retries: {exc}", retryable=True) from exc
-        except Exception as exc:
-            raise StorageError(f"{what} failed: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def acall(
         self, what: str, fn: Callable[[], Awaitable[T]], transient: tuple[type[BaseException], ...]
     ) -> T:
         """Run the coroutine function ``fn``, retrying ``transient`` errors."""
-        try:
+        with _as_storage_error(what, transient):
             async for attempt in tenacity.AsyncRetrying(**self._retrying(transient)):  # type: ignore[arg-type]
                 with attempt:
                     return await fn()
-        except StorageError:
-            raise
-        except transient as exc:
-            raise StorageError(f"{what} failed after retries: {exc}", retryable=True) from exc
-        except Exception as exc:
-            raise StorageError(f"{what} failed: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+@contextlib.contextmanager
+def _as_storage_error(what: str, transient: tuple[type[BaseException], ...]) -> Iterator[None]:
+    """Whatever escapes the retries becomes a StorageError, retryable if it was transient."""
+    try:
+        yield
+    except StorageError:
+        raise
+    except transient as exc:
+        raise StorageError(f"{what} failed after retries: {exc}", retryable=True) from exc
+    except Exception as exc:
+        raise StorageError(f"{what} failed: {exc}") from exc

@@ -41,7 +41,21 @@ class _Handle:
         return runtime, runtime.handlers[self._name]
 
 
-class ContinuousHandle(_Handle, Generic[S]):
+class _Lifecycle(_Handle):
+    """What Continuous and Task handles share: run now, and terminate."""
+
+    async def trigger(self, id: str) -> TriggerResult:
+        """Run ``execute`` now, bypassing the schedule; ``triggered`` is False if not found."""
+        runtime, handler = await self._runtime()
+        return await runtime.run(handler, check_id(id), handler.trigger)
+
+    async def terminate(self, id: str, reason: str | None = None) -> TerminateResult:
+        """Delete the instance's state and alarm; the id can be started again fresh."""
+        runtime, handler = await self._runtime()
+        return await runtime.run(handler, check_id(id), lambda d: handler.terminate(d, reason))
+
+
+class ContinuousHandle(_Lifecycle, Generic[S]):
     """Start, trigger, inspect and terminate instances of one Continuous job."""
 
     _kind = "continuous"
@@ -50,10 +64,6 @@ class ContinuousHandle(_Handle, Generic[S]):
         runtime, handler = await self._runtime()
         _, state_json = handler.check_state(input)
         return await runtime.run(handler, check_id(id), lambda d: handler.start(d, state_json))
-
-    async def trigger(self, id: str) -> TriggerResult:
-        runtime, handler = await self._runtime()
-        return await runtime.run(handler, check_id(id), handler.trigger)
 
     async def status(self, id: str) -> ContinuousStatus:
         runtime, handler = await self._runtime()
@@ -64,10 +74,6 @@ class ContinuousHandle(_Handle, Generic[S]):
         runtime, handler = await self._runtime()
         record, _ = await runtime.read(handler, id)
         return handler.decode_state(record.state if record else None)  # type: ignore[no-any-return]
-
-    async def terminate(self, id: str, reason: str | None = None) -> TerminateResult:
-        runtime, handler = await self._runtime()
-        return await runtime.run(handler, check_id(id), lambda d: handler.terminate(d, reason))
 
 
 class DebounceHandle(_Handle, Generic[E, S]):
@@ -103,7 +109,7 @@ class DebounceHandle(_Handle, Generic[E, S]):
         return handler.decode_state(record.state if record else None)  # type: ignore[no-any-return]
 
 
-class TaskHandle(_Handle, Generic[S, E]):
+class TaskHandle(_Lifecycle, Generic[S, E]):
     """Send events to, trigger, inspect and terminate instances of one Task job."""
 
     _kind = "task"
@@ -117,10 +123,6 @@ class TaskHandle(_Handle, Generic[S, E]):
             handler, check_id(id), lambda d: handler.send(d, canonical, idempotency_key)
         )
 
-    async def trigger(self, id: str) -> TriggerResult:
-        runtime, handler = await self._runtime()
-        return await runtime.run(handler, check_id(id), handler.trigger)
-
     async def status(self, id: str) -> TaskStatus:
         runtime, handler = await self._runtime()
         record, meta = await runtime.read(handler, id)
@@ -130,10 +132,6 @@ class TaskHandle(_Handle, Generic[S, E]):
         runtime, handler = await self._runtime()
         record, _ = await runtime.read(handler, id)
         return handler.get_state(record)  # type: ignore[no-any-return]
-
-    async def terminate(self, id: str, reason: str | None = None) -> TerminateResult:
-        runtime, handler = await self._runtime()
-        return await runtime.run(handler, check_id(id), lambda d: handler.terminate(d, reason))
 
 
 class JobsClient:

@@ -19,6 +19,7 @@ from ...jobs.retry import Retry
 from ..clock import to_datetime
 from ..codec import Codec
 from ..draft import Draft
+from ..results import TerminateResult, TriggerResult
 
 
 class KindHandler:
@@ -52,6 +53,22 @@ class KindHandler:
     async def alarm(self, draft: Draft) -> None:
         """Run the instance's due alarm."""
         raise NotImplementedError
+
+    async def execute(self, draft: Draft) -> Any:
+        """Run the job's ``execute`` on the instance now, with the failure bookkeeping."""
+        raise NotImplementedError
+
+    async def trigger(self, draft: Draft) -> TriggerResult:
+        if not draft.exists:
+            return TriggerResult(False)
+        await self.execute(draft)
+        return TriggerResult(True)
+
+    async def terminate(self, draft: Draft, reason: str | None) -> TerminateResult:
+        if not draft.exists:
+            return TerminateResult(False, reason)
+        self.terminated(draft, reason)
+        return TerminateResult(True, reason)
 
     def instance_id(self, key: str) -> str:
         return f"{self.kind}:{self.name}:{key}"

@@ -8,7 +8,7 @@ from ...adapters.records import InstanceRecord
 from ...jobs.contexts import ContinuousContext, Terminate
 from ..clock import to_datetime
 from ..draft import Draft
-from ..results import ContinuousStatus, StartResult, TerminateResult, TriggerResult
+from ..results import ContinuousStatus, StartResult
 from .base import KindHandler, datetime_or_none
 
 
@@ -27,18 +27,6 @@ class ContinuousHandler(KindHandler):
         draft.update(state=state_json, alarm_at=first)
         draft.emit("job.started", next_run_at=to_datetime(first).isoformat())
         return StartResult(True, draft.instance_id, "running")
-
-    async def trigger(self, draft: Draft) -> TriggerResult:
-        if not draft.exists:
-            return TriggerResult(False)
-        await self.execute(draft)
-        return TriggerResult(True)
-
-    async def terminate(self, draft: Draft, reason: str | None) -> TerminateResult:
-        if not draft.exists:
-            return TerminateResult(False, reason)
-        self.terminated(draft, reason)
-        return TerminateResult(True, reason)
 
     async def alarm(self, draft: Draft) -> None:
         await self.execute(draft)

@@ -11,7 +11,7 @@ from ...jobs.contexts import TaskContext, Terminate
 from ...jobs.durations import parse_duration
 from ..clock import to_datetime
 from ..draft import Draft
-from ..results import SendResult, TaskState, TaskStatus, TerminateResult, TriggerResult
+from ..results import SendResult, TaskState, TaskStatus
 from .base import KindHandler, datetime_or_none
 
 # Epoch seconds before this (2001-09-09) are almost surely a duration passed by mistake.
@@ -94,18 +94,6 @@ class TaskHandler(KindHandler):
                 raise ExecutionError(f"on_event of {self.name} raised {error!r}") from error
             await self._on_error(draft, error)
         return SendResult(created, draft.instance_id, datetime_or_none(draft.alarm_at))
-
-    async def trigger(self, draft: Draft) -> TriggerResult:
-        if not draft.exists:
-            return TriggerResult(False)
-        await self.execute(draft)
-        return TriggerResult(True)
-
-    async def terminate(self, draft: Draft, reason: str | None) -> TerminateResult:
-        if not draft.exists:
-            return TerminateResult(False, reason)
-        self.terminated(draft, reason)
-        return TerminateResult(True, reason)
 
     async def alarm(self, draft: Draft) -> None:
         await self.execute(draft)
