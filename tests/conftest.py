@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,16 @@ _POSTGRES = postgres_available()
 needs_postgres = pytest.mark.skipif(
     not _POSTGRES, reason=f"no PostgreSQL at {DSN} (set DURABLE_JOBS_TEST_DSN)"
 )
+
+
+@pytest.fixture(autouse=True)
+def _reap_processes() -> Iterator[None]:
+    """Processes a test started never outlive it, even when it fails."""
+    yield
+    from tests.processes import reap
+
+    reap()
+
 
 BACKENDS = [
     "memory",

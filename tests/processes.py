@@ -15,6 +15,21 @@ from durable_jobs.runtime.app import DurableJobs
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# Every process a test starts, so that teardown can reap what a failing test left.
+spawned: list[subprocess.Popen[Any]] = []
+
+
+def reap() -> None:
+    """Kill and wait for every process still running from the test that just ran."""
+    while spawned:
+        process = spawned.pop()
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+
 
 def app_env(
     url: str, scratch: Path, *, lease: float = 30.0, schema: str | None = None, **extra: str
@@ -32,18 +47,22 @@ def app_env(
 
 def start_worker(env: dict[str, str], log: Path, *, concurrency: int = 8) -> subprocess.Popen[Any]:
     with log.open("ab") as out:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, "-m", "durable_jobs.cli", "worker", "tests.apps.counter:jobs",
              "--poll-interval", "0.05", "--grace", "5", "--concurrency", str(concurrency)],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
+    spawned.append(process)
+    return process
 
 
 def start_producer(env: dict[str, str], count: int, *ids: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    process = subprocess.Popen(
         [sys.executable, "-m", "tests.apps.produce", str(count), *ids],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    spawned.append(process)
+    return process
 
 
 def acknowledged(producer: subprocess.Popen[str]) -> int:

@@ -38,6 +38,15 @@ def named(name: str) -> str:
     return f"{DSN}{'&' if '?' in DSN else '?'}application_name={name}"
 
 
+def backends(application_name: str) -> int:
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+            (application_name,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def terminate_connections(application_name: str) -> int:
     with psycopg.connect(DSN, autocommit=True) as conn:
         rows = conn.execute(
@@ -65,6 +74,8 @@ def test_three_workers_two_producers_survive_a_kill_and_a_dropped_connection(
 
     wait_until(lambda: executed() > 0, "the workers to start executing", timeout=120)
     workers["worker-a"].kill()  # SIGKILL: its claims must expire and move to the survivors
+    workers["worker-a"].wait()
+    wait_until(lambda: backends("worker-b") > 0, "worker-b to connect")
     assert terminate_connections("worker-b") > 0
 
     total = sum(acknowledged(p) for p in producers)

@@ -90,4 +90,7 @@ async def execute(ctx: TaskContext[Count]) -> None:
 
 counter = Task(state=Count, event=Bump, on_event=on_event, execute=execute)
 
-jobs = create_durable_jobs({"counter": counter}, lease=float(os.environ.get("DJ_LEASE", "30")))
+_schema = {"schema": os.environ["DJ_SCHEMA"]} if "DJ_SCHEMA" in os.environ else {}
+jobs = create_durable_jobs(
+    {"counter": counter}, lease=float(os.environ.get("DJ_LEASE", "30")), **_schema
+)

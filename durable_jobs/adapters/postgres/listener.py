@@ -1,0 +1,90 @@
+"""Hearing alarms set by other processes: LISTEN on a dedicated connection.
+
+The connection lives on its own daemon thread, not in the pool and not on any event
+loop, so every loop of the process is woken through the same :class:`Wakeup`.
+Notifications carry the sending store's origin; a store ignores its own, since its
+commits already fired the wakeup locally.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from ..wakeup import Wakeup
+
+log = structlog.get_logger("durable_jobs.storage")
+
+NAMEDATALEN = 63
+"""The longest identifier PostgreSQL keeps, in bytes; ``pg_notify`` refuses longer."""
+
+
+def channel_name(schema: str) -> str:
+    """The notification channel of ``schema``: readable when it fits, hashed otherwise."""
+    readable = f"{schema}.alarms"
+    if len(readable.encode()) <= NAMEDATALEN:
+        return readable
+    return "durable_jobs." + hashlib.blake2b(schema.encode(), digest_size=16).hexdigest()
+
+
+class Listener:
+    """Fires ``wakeup`` on every notification on ``channel`` not sent by ``origin``.
+
+    While the connection is down notifications are lost, so a reconnect fires the
+    wakeup too; meanwhile waiters still poll (``wait_for_alarm`` is bounded).
+    """
+
+    TICK = 0.1
+    """How often the thread checks whether it should stop, in seconds."""
+
+    def __init__(self, dsn: str, channel: str, origin: str, wakeup: Wakeup) -> None:
+        self._dsn = dsn
+        self._channel = channel
+        self._origin = origin
+        self._wakeup = wakeup
+        self._stop = threading.Event()
+        self._listening = threading.Event()
+        self._reconnecting = False
+        self._thread = threading.Thread(target=self._run, name="durable-jobs-listen", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5 * self.TICK)
+
+    def wait_listening(self, timeout: float) -> bool:
+        """Whether the LISTEN is in place, waiting up to ``timeout`` seconds for it."""
+        return self._listening.wait(timeout)
+
+    def _run(self) -> None:
+        delay = self.TICK
+        while not self._stop.is_set():
+            try:
+                self._listen()
+            except Exception as exc:  # whatever it was, keep listening: waiters rely on it
+                log.warning("storage.listen_failed", channel=self._channel, error=str(exc))
+            self._reconnecting = True
+            if self._listening.is_set():
+                delay = self.TICK  # it worked for a while: reconnect promptly
+            self._listening.clear()
+            if self._stop.wait(delay):
+                return
+            delay = min(delay * 2, 5.0)
+
+    def _listen(self) -> None:
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            if self._reconnecting:
+                # What was sent while we were away is lost: let waiters look themselves.
+                self._wakeup.fire()
+            self._listening.set()
+            while not self._stop.is_set():
+                for notify in conn.notifies(timeout=self.TICK):
+                    if notify.payload != self._origin:
+                        self._wakeup.fire()

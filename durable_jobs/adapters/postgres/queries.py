@@ -1,0 +1,231 @@
+"""The SQL of the PostgreSQL back-end, composed once per schema.
+
+Table names go through ``sql.Identifier``; every value is a bound parameter.
+Statements of a commit carry ``{fence}`` — the claim still holds the commit's token —
+in their own ``WHERE``, so a whole commit can be pipelined in one round trip and a
+stale one writes nothing, without asking the server first.
+"""
+
+from __future__ import annotations
+
+from typing import LiteralString
+
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from ..records import InstanceRecord
+
+TABLES = ("instances", "claims", "idempotency_keys", "dead_letters", "outbox")
+
+COLUMNS: LiteralString = (
+    "instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at"
+)
+
+FENCE: LiteralString = (
+    "EXISTS (SELECT FROM {claims} WHERE instance_id = %(claim_id)s AND token = %(token)s)"
+)
+
+READ: LiteralString = "SELECT {columns} FROM {instances} WHERE instance_id = %(instance_id)s"
+
+# Takes a free or expired claim. Matching the token too makes a retry of a claim
+# whose answer was lost find it again instead of waiting for it to expire.
+CLAIM: LiteralString = """
+    INSERT INTO {claims} (instance_id, owner, token, expires_at)
+    VALUES (%(instance_id)s, %(owner)s, %(token)s, %(until)s)
+    ON CONFLICT (instance_id) DO UPDATE
+        SET owner = EXCLUDED.owner, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+        WHERE {claims}.expires_at <= %(now)s OR {claims}.token = EXCLUDED.token
+    RETURNING token"""
+
+# Rows are locked in id order, as commits lock them, so the two cannot deadlock.
+RENEW: LiteralString = """
+    WITH held AS (
+        SELECT c.instance_id FROM {claims} c
+        JOIN unnest(%(ids)s::text[], %(tokens)s::text[]) AS h(instance_id, token)
+            ON c.instance_id = h.instance_id AND c.token = h.token
+        ORDER BY c.instance_id
+        FOR UPDATE OF c
+    )
+    UPDATE {claims} SET expires_at = %(until)s
+    FROM held WHERE {claims}.instance_id = held.instance_id
+    RETURNING {claims}.instance_id, {claims}.token"""
+
+RELEASE: LiteralString = """
+    WITH gone AS (
+        DELETE FROM {claims} WHERE instance_id = %(instance_id)s AND token = %(token)s
+        RETURNING instance_id
+    )
+    SELECT pg_notify(%(channel)s, %(origin)s)
+    FROM gone JOIN {instances} i USING (instance_id) WHERE i.alarm_at IS NOT NULL"""
+
+# Locking the instance before the claim keeps one lock order with claim_due,
+# which holds instance rows while it takes their claims.
+LOCK_INSTANCE: LiteralString = "SELECT FROM {instances} WHERE instance_id = %(claim_id)s FOR UPDATE"
+
+LOCK_CLAIM: LiteralString = (
+    "SELECT true FROM {claims} WHERE instance_id = %(claim_id)s AND token = %(token)s FOR UPDATE"
+)
+
+UPSERT: LiteralString = """
+    INSERT INTO {instances} ({columns})
+    SELECT %(instance_id)s::text, %(kind)s::text, %(job_name)s::text, %(key)s::text,
+        %(state)s::text, %(meta)s::text, %(alarm_at)s::float8, %(created_at)s::float8,
+        %(updated_at)s::float8
+    WHERE {fence}
+    ON CONFLICT (instance_id) DO UPDATE SET
+        kind = EXCLUDED.kind, job_name = EXCLUDED.job_name, key = EXCLUDED.key,
+        state = EXCLUDED.state, meta = EXCLUDED.meta, alarm_at = EXCLUDED.alarm_at,
+        created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at"""
+
+DELETE: LiteralString = "DELETE FROM {instances} WHERE instance_id = %(claim_id)s AND {fence}"
+
+DELETE_KEYS: LiteralString = (
+    "DELETE FROM {idempotency_keys} WHERE instance_id = %(claim_id)s AND {fence}"
+)
+
+ADD_KEY: LiteralString = """
+    INSERT INTO {idempotency_keys} (instance_id, key)
+    SELECT %(claim_id)s::text, %(idempotency_key)s::text WHERE {fence}
+    ON CONFLICT DO NOTHING"""
+
+DEAD_LETTER: LiteralString = """
+    INSERT INTO {dead_letters} (instance_id, job_name, state, error, attempts, at)
+    SELECT %(dl_instance_id)s::text, %(dl_job_name)s::text, %(dl_state)s::text,
+        %(dl_error)s::text, %(dl_attempts)s::integer, %(dl_at)s::float8
+    WHERE {fence}
+    ON CONFLICT (instance_id) DO UPDATE SET
+        job_name = EXCLUDED.job_name, state = EXCLUDED.state, error = EXCLUDED.error,
+        attempts = EXCLUDED.attempts, at = EXCLUDED.at"""
+
+# Ids follow the order rows are inserted in, hence ORDER BY the position.
+ADD_EVENTS: LiteralString = """
+    INSERT INTO {outbox} (event)
+    SELECT e FROM unnest(%(events)s::text[]) WITH ORDINALITY AS t(e, n)
+    WHERE {fence} ORDER BY n"""
+
+NOTIFY: LiteralString = """
+    SELECT pg_notify(%(channel)s, %(origin)s) FROM {instances}
+    WHERE instance_id = %(claim_id)s AND alarm_at IS NOT NULL AND {fence}"""
+
+RELEASE_FENCED: LiteralString = (
+    "DELETE FROM {claims} WHERE instance_id = %(claim_id)s AND token = %(token)s"
+)
+
+HAS_KEY: LiteralString = (
+    "SELECT true FROM {idempotency_keys} WHERE instance_id = %(instance_id)s AND key = %(key)s"
+)
+
+READ_DEAD_LETTER: LiteralString = """
+    SELECT instance_id, job_name, state, error, attempts, at
+    FROM {dead_letters} WHERE instance_id = %(instance_id)s"""
+
+LIST: LiteralString = (
+    "SELECT {columns} FROM {instances} {where} ORDER BY instance_id LIMIT %(limit)s"
+)
+
+TAKE_OUTBOX: LiteralString = "SELECT id, event FROM {outbox} ORDER BY id LIMIT %(limit)s"
+
+ACK_OUTBOX: LiteralString = "DELETE FROM {outbox} WHERE id = ANY(%(ids)s::bigint[])"
+
+LIVE_CLAIM: LiteralString = """
+    EXISTS (SELECT FROM {claims} c
+            WHERE c.instance_id = i.instance_id AND c.expires_at > %(now)s)"""
+
+# Walks the partial alarm index earliest first; SKIP LOCKED leaves rows another
+# worker (or a commit) holds. The instance columns come from the locked rows, which
+# are their latest version even when a commit landed after this statement began.
+# Every locked row comes back; a NULL token means another worker claimed it after
+# this statement's snapshot was taken.
+CLAIM_DUE: LiteralString = """
+    WITH due AS (
+        SELECT {columns} FROM {instances} i
+        WHERE i.alarm_at <= %(now)s AND NOT {live_claim}
+        ORDER BY i.alarm_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ), taken AS (
+        INSERT INTO {claims} (instance_id, owner, token, expires_at)
+        SELECT instance_id, %(owner)s,
+            %(batch)s || '.' || row_number() OVER (ORDER BY instance_id), %(until)s
+        FROM due ORDER BY instance_id
+        ON CONFLICT (instance_id) DO UPDATE
+            SET owner = EXCLUDED.owner, token = EXCLUDED.token,
+                expires_at = EXCLUDED.expires_at
+            WHERE {claims}.expires_at <= %(now)s
+        RETURNING instance_id, token
+    )
+    SELECT taken.token, {due_columns}
+    FROM due LEFT JOIN taken USING (instance_id)
+    ORDER BY due.alarm_at, due.instance_id"""
+
+NEXT_ALARM: LiteralString = """
+    SELECT i.alarm_at FROM {instances} i
+    WHERE i.alarm_at IS NOT NULL AND NOT {live_claim}
+    ORDER BY i.alarm_at LIMIT 1"""
+
+
+class Queries:
+    """Every statement of the back-end, bound to one schema."""
+
+    def __init__(self, schema: str) -> None:
+        self._names: dict[str, sql.Composable] = {
+            table: sql.Identifier(schema, table) for table in TABLES
+        }
+        self._names["columns"] = sql.SQL(COLUMNS)
+        self._names["due_columns"] = sql.SQL(", ").join(
+            sql.Identifier("due", c) for c in COLUMNS.split(", ")
+        )
+        self._names["fence"] = self.compose(FENCE)
+        self._names["live_claim"] = self.compose(LIVE_CLAIM)
+        self.read = self.compose(READ)
+        self.claim = self.compose(CLAIM)
+        self.renew = self.compose(RENEW)
+        self.release = self.compose(RELEASE)
+        self.lock_instance = self.compose(LOCK_INSTANCE)
+        self.lock_claim = self.compose(LOCK_CLAIM)
+        self.upsert = self.compose(UPSERT)
+        self.delete = self.compose(DELETE)
+        self.delete_keys = self.compose(DELETE_KEYS)
+        self.add_key = self.compose(ADD_KEY)
+        self.dead_letter = self.compose(DEAD_LETTER)
+        self.add_events = self.compose(ADD_EVENTS)
+        self.notify = self.compose(NOTIFY)
+        self.release_fenced = self.compose(RELEASE_FENCED)
+        self.has_key = self.compose(HAS_KEY)
+        self.read_dead_letter = self.compose(READ_DEAD_LETTER)
+        self.take_outbox = self.compose(TAKE_OUTBOX)
+        self.ack_outbox = self.compose(ACK_OUTBOX)
+        self.claim_due = self.compose(CLAIM_DUE)
+        self.next_alarm = self.compose(NEXT_ALARM)
+
+    def compose(self, template: LiteralString, **extra: sql.Composable) -> sql.Composed:
+        return sql.SQL(template).format(**self._names, **extra)
+
+    def list_instances(self, *, job_name: bool, kind: bool) -> sql.Composed:
+        """The listing, filtered on the columns asked for (so their indexes apply)."""
+        conditions = [
+            sql.SQL(condition)
+            for condition, wanted in (
+                ("job_name = %(job_name)s", job_name),
+                ("kind = %(kind)s", kind),
+            )
+            if wanted
+        ]
+        where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
+        return self.compose(LIST, where=where)
+
+
+def to_record(row: TupleRow) -> InstanceRecord:
+    """An instance from the columns of :data:`COLUMNS`, in that order."""
+    instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at = row
+    return InstanceRecord(
+        instance_id=instance_id,
+        kind=kind,
+        job_name=job_name,
+        key=key,
+        state=state,
+        meta=meta,
+        alarm_at=alarm_at,
+        created_at=created_at,
+        updated_at=updated_at,
+    )

@@ -1,0 +1,126 @@
+"""The tables of the PostgreSQL back-end, as versioned migrations.
+
+Migrations only ever get appended: version ``n`` is the ``n``-th entry of
+:data:`MIGRATIONS`. ``migrate`` applies the missing ones in one transaction that
+holds a transaction-scoped advisory lock keyed on the schema, so processes starting
+together queue up instead of racing, and nothing outlives the transaction (safe
+behind PgBouncer in transaction mode).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import TupleRow
+
+from ...errors import StorageError
+
+# ``{schema}`` is replaced by the quoted schema name. Times are epoch seconds
+# (float8) handed in by the caller; ids sort by code point (COLLATE "C") as they
+# do in the other back-ends. ``state``/``meta`` stay TEXT: JSON must come back
+# byte for byte, which jsonb would not do.
+MIGRATIONS: tuple[tuple[sql.SQL, ...], ...] = (
+    (
+        sql.SQL("""
+        CREATE TABLE {schema}.instances (
+            instance_id text COLLATE "C" PRIMARY KEY,
+            kind text NOT NULL,
+            job_name text COLLATE "C" NOT NULL,
+            key text COLLATE "C" NOT NULL,
+            state text,
+            meta text NOT NULL,
+            alarm_at double precision,
+            created_at double precision NOT NULL,
+            updated_at double precision NOT NULL
+        )"""),
+        sql.SQL("""
+        CREATE INDEX instances_alarm_at ON {schema}.instances (alarm_at)
+            WHERE alarm_at IS NOT NULL"""),
+        sql.SQL("CREATE INDEX instances_job_name ON {schema}.instances (job_name, instance_id)"),
+        sql.SQL("CREATE INDEX instances_kind ON {schema}.instances (kind, instance_id)"),
+        sql.SQL("""
+        CREATE TABLE {schema}.claims (
+            instance_id text COLLATE "C" PRIMARY KEY,
+            owner text NOT NULL,
+            token text NOT NULL,
+            expires_at double precision NOT NULL
+        )"""),
+        sql.SQL("""
+        CREATE TABLE {schema}.idempotency_keys (
+            instance_id text COLLATE "C" NOT NULL,
+            key text COLLATE "C" NOT NULL,
+            PRIMARY KEY (instance_id, key)
+        )"""),
+        sql.SQL("""
+        CREATE TABLE {schema}.dead_letters (
+            instance_id text COLLATE "C" PRIMARY KEY,
+            job_name text NOT NULL,
+            state text,
+            error text NOT NULL,
+            attempts integer NOT NULL,
+            at double precision NOT NULL
+        )"""),
+        sql.SQL("CREATE TABLE {schema}.outbox (id bigserial PRIMARY KEY, event text NOT NULL)"),
+    ),
+)
+
+LATEST = len(MIGRATIONS)
+
+
+def lock_key(schema: str) -> int:
+    """The advisory lock of ``schema``'s migrations: a stable signed 64-bit hash."""
+    digest = hashlib.blake2b(f"durable_jobs:{schema}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def migrate(conn: psycopg.Connection[TupleRow], schema: str) -> int:
+    """Bring ``schema`` up to :data:`LATEST`; return the version found before.
+
+    A schema already up to date is only read, so a role without the right to
+    create schemas or tables can use one its DBA prepared.
+    """
+    name = sql.Identifier(schema)
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (lock_key(schema),))
+        found = _version(conn, schema, name)
+        if found > LATEST:
+            raise StorageError(
+                f"schema {schema!r} is at version {found}, newer than this durable-jobs "
+                f"knows ({LATEST}); upgrade durable-jobs or use another schema"
+            )
+        if found == 0:
+            _bootstrap(conn, schema, name)
+        for version in range(found + 1, LATEST + 1):
+            _apply(conn, name, version)
+    return found
+
+
+def _version(conn: psycopg.Connection[TupleRow], schema: str, name: sql.Identifier) -> int:
+    exists = conn.execute(
+        "SELECT FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = 'schema_version'",
+        (schema,),
+    )
+    if exists.fetchone() is None:
+        return 0
+    query = sql.SQL("SELECT coalesce(max(version), 0) FROM {}.schema_version").format(name)
+    row = conn.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _bootstrap(conn: psycopg.Connection[TupleRow], schema: str, name: sql.Identifier) -> None:
+    found = conn.execute("SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s", (schema,))
+    if found.fetchone() is None:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(name))
+    conn.execute(
+        sql.SQL("CREATE TABLE {}.schema_version (version integer PRIMARY KEY)").format(name)
+    )
+
+
+def _apply(conn: psycopg.Connection[TupleRow], name: sql.Identifier, version: int) -> None:
+    for statement in MIGRATIONS[version - 1]:
+        conn.execute(statement.format(schema=name))
+    insert = sql.SQL("INSERT INTO {}.schema_version (version) VALUES (%s)").format(name)
+    conn.execute(insert, (version,))

@@ -1,0 +1,430 @@
+"""The PostgreSQL back-end: ``StorageAdapter`` and ``SchedulerAdapter`` on psycopg 3.
+
+Why a blocking pool driven from threads: the library runs one runtime per event loop
+(the sync client runs its own loop on a thread), and an ``AsyncConnectionPool`` belongs
+to the loop that opened it. A ``psycopg_pool.ConnectionPool`` belongs to no loop: every
+call runs on a small executor owned by the store (one thread per pooled connection, so
+a thread never waits for a connection and user code on the default executor cannot
+starve storage) and any loop awaits it. The thread hop costs microseconds next to the
+round trip it wraps. One async pool per loop was the alternative: more connections,
+and pools left behind on loops that close.
+
+Fencing: a claim row holds a fresh token per claim; every statement of a commit
+carries "the claim still holds my token" in its ``WHERE`` after the claim row was
+locked ``FOR UPDATE``, so a stale commit writes nothing and reports ``False``. That
+needs no answer from the server mid-commit, so a commit — or a group of commits
+sharing a transaction (``group.py``) — is sent as one pipeline: one round trip.
+
+Alarms: a commit that leaves its instance with an alarm (or releases the claim of one)
+sends ``pg_notify`` in its transaction; every store on the schema wakes through its
+``listener.py`` thread. Commits made by this store wake its own waiters directly.
+``wait_for_alarm`` never sleeps longer than ``poll_interval``, so alarms still surface
+where notifications do not arrive (a listener reconnecting, PgBouncer in transaction
+mode). Needs PostgreSQL 9.5 or newer (``ON CONFLICT``, ``SKIP LOCKED``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any, TypeVar
+
+import attrs
+import psycopg
+import structlog
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.rows import TupleRow
+from psycopg_pool import ConnectionPool
+
+from ...errors import StorageError
+from ..records import Claim, Commit, DeadLetterRecord, InstanceRecord, OutboxEntry
+from ..retry import StorageRetry
+from ..wakeup import Wakeup
+from .group import GroupCommit
+from .listener import NAMEDATALEN, Listener, channel_name
+from .queries import Queries, to_record
+from .schema import migrate
+
+T = TypeVar("T")
+Connection = psycopg.Connection[TupleRow]
+Pool = ConnectionPool[Connection]
+Work = Callable[[Connection], T]
+
+log = structlog.get_logger("durable_jobs.storage")
+
+TRANSIENT: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,  # a dropped connection, a pool timeout, a server restarting
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+)
+
+POOL_TIMEOUT = 5.0
+"""Seconds a call waits for a pooled connection before it counts as a transient fault."""
+
+CLAIM_DUE_ROUNDS = 4
+"""How many statements one ``claim_due`` may spend on alarms other workers keep taking."""
+
+LISTEN_TIMEOUT = 5.0
+"""Seconds ``open()`` waits for the notification listener before going on without it."""
+
+
+def run(pool: Pool, work: Work[T]) -> T:
+    """``work`` on a pooled connection."""
+    with pool.connection() as conn:
+        try:
+            return work(conn)
+        except psycopg.OperationalError:
+            if conn.broken:
+                # Connections rarely die alone (a restart, a failover, a purge):
+                # drop the other dead ones now rather than one per retry.
+                pool.check()
+            raise
+
+
+@attrs.frozen
+class _Resources:
+    """What an open store holds; made by ``open()``, let go by ``close()``."""
+
+    pool: Pool
+    executor: ThreadPoolExecutor
+    group: GroupCommit[Commit, bool]
+    listener: Listener
+
+    def close(self) -> None:
+        self.listener.stop()
+        self.executor.shutdown(wait=True)
+        self.pool.close()
+
+
+class PostgresStore:
+    """Implements ``StorageAdapter`` and ``SchedulerAdapter`` in one PostgreSQL schema.
+
+    ``schema`` holds the tables (created by ``open()``); ``min_size``/``max_size``
+    bound the connection pool, which the notification listener's own connection
+    comes on top of; ``poll_interval`` is the longest ``wait_for_alarm`` relies on
+    notifications alone; ``retry`` bounds the retrying of transient faults.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "durable_jobs",
+        min_size: int = 1,
+        max_size: int = 10,
+        poll_interval: float = 1.0,
+        retry: StorageRetry | None = None,
+    ) -> None:
+        _check_options(schema, min_size, max_size, poll_interval)
+        self._dsn = dsn
+        self._schema = schema
+        self._min_size = min_size
+        self._max_size = max_size
+        self._poll_interval = poll_interval
+        self._retry = retry or StorageRetry()
+        self._q = Queries(schema)
+        self._channel = channel_name(schema)
+        self._origin = uuid.uuid4().hex
+        self._wakeup = Wakeup()
+        self._lock = threading.Lock()
+        self._resources: _Resources | None = None
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(schema={self._schema!r})"
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._resources is None:
+            await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        with self._lock:
+            if self._resources is not None:
+                return
+            self._retry.call("migrate", self._migrate, TRANSIENT)
+            self._resources = self._start()
+
+    def _migrate(self) -> None:
+        # Its own connection, so a server that refuses us says why (the pool
+        # would only report that it timed out).
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            migrate(conn, self._schema)
+
+    def _start(self) -> _Resources:
+        pool: Pool = ConnectionPool(
+            self._dsn,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            kwargs={"autocommit": True},
+            timeout=POOL_TIMEOUT,
+            name=f"durable-jobs:{self._schema}",
+            open=False,
+        )
+        pool.open(wait=False)
+        executor = ThreadPoolExecutor(self._max_size, thread_name_prefix="durable-jobs-pg")
+        lanes = max(1, self._max_size // 2)  # leave connections for claims and reads
+        group = GroupCommit(partial(self._apply_commits, pool), executor, lanes=lanes)
+        listener = Listener(self._dsn, self._channel, self._origin, self._wakeup)
+        listener.start()
+        if not listener.wait_listening(LISTEN_TIMEOUT):
+            log.warning("storage.not_listening", schema=self._schema, poll=self._poll_interval)
+        return _Resources(pool, executor, group, listener)
+
+    async def close(self) -> None:
+        if self._resources is not None:
+            await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            resources, self._resources = self._resources, None
+        if resources is not None:
+            resources.close()
+
+    def _require(self) -> _Resources:
+        resources = self._resources
+        if resources is None:
+            raise StorageError(f"{self!r} is not open: await its open() first")
+        return resources
+
+    async def _call(self, what: str, work: Work[T]) -> T:
+        """``work`` on a pooled connection off the event loop, transient faults retried."""
+        resources = self._require()
+        loop = asyncio.get_running_loop()
+        return await self._retry.acall(
+            what,
+            lambda: loop.run_in_executor(resources.executor, run, resources.pool, work),
+            TRANSIENT,
+        )
+
+    async def _rows(self, what: str, query: sql.Composed, params: dict[str, Any]) -> list[TupleRow]:
+        return await self._call(what, lambda conn: conn.execute(query, params).fetchall())
+
+    async def _execute(self, what: str, query: sql.Composed, params: dict[str, Any]) -> None:
+        await self._call(what, lambda conn: conn.execute(query, params).close())
+
+    # -- storage ---------------------------------------------------------------
+
+    async def read(self, instance_id: str) -> InstanceRecord | None:
+        rows = await self._rows("read", self._q.read, {"instance_id": instance_id})
+        return to_record(rows[0]) if rows else None
+
+    async def claim(self, instance_id: str, owner: str, now: float, until: float) -> Claim | None:
+        token = uuid.uuid4().hex
+        params: dict[str, Any] = {"instance_id": instance_id, "owner": owner, "token": token}
+        params |= {"now": now, "until": until}
+        taken, record = await self._call("claim", partial(self._claim, params))
+        if not taken:
+            return None
+        return Claim(
+            instance_id=instance_id, owner=owner, token=token, expires_at=until, record=record
+        )
+
+    def _claim(
+        self, params: dict[str, Any], conn: Connection
+    ) -> tuple[bool, InstanceRecord | None]:
+        # The record is read by a statement after the claim, so it includes every
+        # commit fenced in before: once we hold the claim, no other can land.
+        with conn.pipeline():
+            taken = conn.execute(self._q.claim, params)
+            current = conn.execute(self._q.read, params)
+        row = current.fetchone()
+        return taken.fetchone() is not None, to_record(row) if row else None
+
+    async def renew(self, claims: Sequence[Claim], until: float) -> list[Claim]:
+        if not claims:
+            return []
+        params = {
+            "ids": [c.instance_id for c in claims],
+            "tokens": [c.token for c in claims],
+            "until": until,
+        }
+        held = {(i, t) for i, t in await self._rows("renew", self._q.renew, params)}
+        return [
+            attrs.evolve(c, expires_at=until) for c in claims if (c.instance_id, c.token) in held
+        ]
+
+    async def release(self, claim: Claim) -> None:
+        params = {
+            "instance_id": claim.instance_id,
+            "token": claim.token,
+            "channel": self._channel,
+            "origin": self._origin,
+        }
+        await self._execute("release", self._q.release, params)
+        self._wakeup.fire()
+
+    async def commit(self, commit: Commit) -> bool:
+        group = self._require().group
+        done = await self._retry.acall("commit", lambda: group.submit(commit), TRANSIENT)
+        if done and _wakes(commit):
+            self._wakeup.fire()
+        return done
+
+    def _apply_commits(self, pool: Pool, commits: list[Commit]) -> list[bool | Exception]:
+        """Outcomes of a batch of commits sharing one transaction (on an executor thread)."""
+        try:
+            return list(run(pool, partial(self._commit_batch, commits)))
+        except TRANSIENT:
+            raise  # every commit of the batch retries on its own
+        except psycopg.Error:
+            if len(commits) == 1:
+                raise
+        # One bad commit must not sink the others of its batch: each goes alone.
+        return [self._apply_alone(pool, commit) for commit in commits]
+
+    def _apply_alone(self, pool: Pool, commit: Commit) -> bool | Exception:
+        try:
+            return run(pool, partial(self._commit_batch, [commit]))[0]
+        except psycopg.Error as exc:
+            return exc
+
+    def _commit_batch(self, commits: list[Commit], conn: Connection) -> list[bool]:
+        # Instance order is the lock order of every batch, so batches cannot deadlock.
+        order = sorted(range(len(commits)), key=lambda i: commits[i].claim.instance_id)
+        fences: dict[int, psycopg.Cursor[TupleRow]] = {}
+        with conn.pipeline(), conn.transaction():
+            for i in order:
+                fences[i] = self._queue_commit(conn, commits[i])
+        return [fences[i].fetchone() is not None for i in range(len(commits))]
+
+    def _queue_commit(self, conn: Connection, commit: Commit) -> psycopg.Cursor[TupleRow]:
+        """Send the statements of ``commit``; the cursor returned has a row if it was fenced in."""
+        params = self._commit_params(commit)
+        conn.execute(self._q.lock_instance, params)
+        fence = conn.execute(self._q.lock_claim, params)
+        for statement in self._commit_statements(commit):
+            conn.execute(statement, params)
+        return fence
+
+    def _commit_statements(self, commit: Commit) -> list[sql.Composed]:
+        q = self._q
+        statements = []
+        if commit.delete:
+            statements += [q.delete, q.delete_keys]
+        elif commit.record is not None:
+            statements.append(q.upsert)
+        if commit.idempotency_key is not None and not commit.delete:
+            statements.append(q.add_key)
+        if commit.dead_letter is not None:
+            statements.append(q.dead_letter)
+        if commit.events:
+            statements.append(q.add_events)
+        if _wakes(commit) and not commit.delete:
+            statements.append(q.notify)
+        if commit.release:
+            statements.append(q.release_fenced)
+        return statements
+
+    def _commit_params(self, commit: Commit) -> dict[str, Any]:
+        params: dict[str, Any] = {
+            "claim_id": commit.claim.instance_id,
+            "token": commit.claim.token,
+            "idempotency_key": commit.idempotency_key,
+            "events": list(commit.events),
+            "channel": self._channel,
+            "origin": self._origin,
+        }
+        if commit.record is not None:
+            params |= attrs.asdict(commit.record)
+        if commit.dead_letter is not None:
+            params |= {f"dl_{k}": v for k, v in attrs.asdict(commit.dead_letter).items()}
+        return params
+
+    async def has_idempotency_key(self, instance_id: str, key: str) -> bool:
+        params = {"instance_id": instance_id, "key": key}
+        return bool(await self._rows("has_idempotency_key", self._q.has_key, params))
+
+    async def read_dead_letter(self, instance_id: str) -> DeadLetterRecord | None:
+        params = {"instance_id": instance_id}
+        rows = await self._rows("read_dead_letter", self._q.read_dead_letter, params)
+        if not rows:
+            return None
+        instance_id, job_name, state, error, attempts, at = rows[0]
+        return DeadLetterRecord(
+            instance_id=instance_id,
+            job_name=job_name,
+            state=state,
+            error=error,
+            attempts=attempts,
+            at=at,
+        )
+
+    async def list_instances(
+        self, *, job_name: str | None = None, kind: str | None = None, limit: int = 1000
+    ) -> list[InstanceRecord]:
+        query = self._q.list_instances(job_name=job_name is not None, kind=kind is not None)
+        params = {"job_name": job_name, "kind": kind, "limit": limit}
+        return [to_record(row) for row in await self._rows("list_instances", query, params)]
+
+    async def take_outbox(self, limit: int) -> list[OutboxEntry]:
+        rows = await self._rows("take_outbox", self._q.take_outbox, {"limit": limit})
+        return [OutboxEntry(id=i, event=event) for i, event in rows]
+
+    async def ack_outbox(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self._execute("ack_outbox", self._q.ack_outbox, {"ids": list(ids)})
+
+    # -- scheduler -------------------------------------------------------------
+
+    async def claim_due(self, now: float, limit: int, owner: str, until: float) -> list[Claim]:
+        if limit <= 0:
+            return []
+        params = {"now": now, "limit": limit, "owner": owner, "until": until}
+        rows = await self._call("claim_due", partial(self._claim_due, params))
+        taken = sorted(((to_record(row[1:]), row[0]) for row in rows), key=_alarm_order)
+        return [
+            Claim(instance_id=r.instance_id, owner=owner, token=t, expires_at=until, record=r)
+            for r, t in taken
+        ]
+
+    def _claim_due(self, params: dict[str, Any], conn: Connection) -> list[TupleRow]:
+        """Rows of the claims taken. Rows that another worker claimed while this
+        statement ran use up the limit without being ours, so while that happens
+        and more are wanted, look again: the next statement sees those claims."""
+        taken: list[TupleRow] = []
+        for _ in range(CLAIM_DUE_ROUNDS):
+            wanted = params["limit"] - len(taken)
+            # A fresh batch id per statement keeps tokens unique, retries included.
+            batch = {**params, "limit": wanted, "batch": uuid.uuid4().hex}
+            rows = conn.execute(self._q.claim_due, batch).fetchall()
+            taken += [row for row in rows if row[0] is not None]
+            if len(rows) < wanted or len(taken) == params["limit"] or all(r[0] for r in rows):
+                break
+        return taken
+
+    async def next_alarm_at(self, now: float) -> float | None:
+        rows = await self._rows("next_alarm_at", self._q.next_alarm, {"now": now})
+        return float(rows[0][0]) if rows else None
+
+    async def wait_for_alarm(self, timeout: float) -> None:
+        await self._wakeup.wait(min(timeout, self._poll_interval))
+
+
+def _alarm_order(taken: tuple[InstanceRecord, str]) -> tuple[float, str]:
+    record = taken[0]
+    return (record.alarm_at or 0.0, record.instance_id)  # due rows always have an alarm
+
+
+def _wakes(commit: Commit) -> bool:
+    """Whether ``commit`` may make an alarm deliverable sooner than waiters expect."""
+    return commit.release or (commit.record is not None and commit.record.alarm_at is not None)
+
+
+def _check_options(schema: str, min_size: int, max_size: int, poll_interval: float) -> None:
+    if not schema or "\x00" in schema or len(schema.encode()) > NAMEDATALEN:
+        raise ValueError(
+            f"schema {schema!r} must be 1 to {NAMEDATALEN} bytes without NUL characters "
+            "(PostgreSQL would silently cut a longer name)"
+        )
+    if not 0 <= min_size <= max_size or max_size < 1:
+        raise ValueError(
+            f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}"
+        )
+    if poll_interval <= 0:
+        raise ValueError(f"poll_interval must be positive, got {poll_interval}")

@@ -1,0 +1,341 @@
+"""What only the PostgreSQL back-end has to prove: several processes on one schema
+(two stores, two pools), dropped connections, notifications, schema names."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from durable_jobs.adapters.postgres import PostgresStore
+from durable_jobs.adapters.records import Claim, Commit
+from durable_jobs.errors import StorageError
+from durable_jobs.testing.conformance import LEASE, T0, claim, put, record
+
+from .conftest import DSN, drop_schema, fresh_schema, needs_postgres
+
+pytestmark = [pytest.mark.postgres, needs_postgres]
+
+Make = Callable[..., PostgresStore]
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    name = fresh_schema()
+    yield name
+    drop_schema(name)
+
+
+@pytest.fixture
+async def make(schema: str) -> AsyncIterator[Make]:
+    """Unopened stores on ``schema`` (unless told otherwise), closed after the test."""
+    made: list[PostgresStore] = []
+
+    def make(dsn: str = DSN, **options: Any) -> PostgresStore:
+        options.setdefault("schema", schema)
+        store = PostgresStore(dsn, **options)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+async def opened(*stores: PostgresStore) -> None:
+    await asyncio.gather(*(store.open() for store in stores))
+
+
+def query(text: sql.Composable, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        cursor = conn.execute(text, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Return once ``condition()`` holds; fail if it does not within ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.02)
+
+
+async def woken(store: PostgresStore, trigger: Callable[[], Any], within: float = 5.0) -> None:
+    """``store.wait_for_alarm(60)`` must return within ``within`` s of ``await trigger()``."""
+    waiting = asyncio.ensure_future(store.wait_for_alarm(60))
+    await asyncio.sleep(0)  # let the waiter register before the trigger
+    await trigger()
+    await asyncio.wait_for(waiting, within)
+
+
+# -- several stores on one schema ----------------------------------------------
+
+
+async def test_concurrent_opens_all_succeed_and_migrate_once(make: Make, schema: str) -> None:
+    stores = [make() for _ in range(8)]
+    await opened(*stores)
+    await stores[0].open()  # and again: open() is idempotent
+    versions = query(
+        sql.SQL("SELECT version FROM {} ORDER BY version").format(
+            sql.Identifier(schema, "schema_version")
+        )
+    )
+    assert [v for (v,) in versions] == list(range(1, len(versions) + 1))
+    for n, store in enumerate(stores):
+        await put(store, record(f"task:job:{n}"))
+    assert len(await stores[-1].list_instances()) == len(stores)
+
+
+async def test_a_claim_is_exclusive_across_stores(make: Make) -> None:
+    a, b = make(), make()
+    await opened(a, b)
+    tries = [s.claim("task:job:x", f"w{n}", T0, T0 + LEASE) for n, s in enumerate([a, b] * 10)]
+    won = [c for c in await asyncio.gather(*tries) if c is not None]
+    assert len(won) == 1
+    assert await a.claim("task:job:x", "late", T0 + LEASE - 1, T0 + 2 * LEASE) is None
+    assert await b.claim("task:job:x", "late", T0 + LEASE - 1, T0 + 2 * LEASE) is None
+    assert await b.claim("task:job:x", "late", T0 + LEASE, T0 + 2 * LEASE) is not None
+
+
+async def test_a_stale_owner_in_another_store_cannot_commit(make: Make) -> None:
+    a, b = make(), make()
+    await opened(a, b)
+    stale = await claim(a, "task:job:a")
+    fresh = await claim(b, "task:job:a", now=T0 + LEASE + 1)
+    refused = Commit(claim=stale, record=record(), idempotency_key="k", events=('"stale"',))
+    assert not await a.commit(refused)
+    assert await b.read("task:job:a") is None
+    assert not await b.has_idempotency_key("task:job:a", "k")
+    assert await b.take_outbox(10) == []
+    assert await b.commit(Commit(claim=fresh, record=record(state='"fresh"')))
+    stored = await a.read("task:job:a")
+    assert stored is not None
+    assert stored.state == '"fresh"'
+
+
+async def test_a_takeover_carries_every_commit_fenced_in_before_it(make: Make) -> None:
+    """Race a slow owner's commits against another store taking its expired claims
+    (one by one and as due alarms): each taker must see exactly the commits that won."""
+    a, b = make(), make()
+    await opened(a, b)
+    ids = [f"task:job:{n}" for n in range(40)]
+    await asyncio.gather(*(put(a, record(i, alarm_at=T0, state='"initial"')) for i in ids))
+    held = await asyncio.gather(*(claim(a, i) for i in ids))
+    late = T0 + LEASE + 1
+
+    async def commit(c: Claim) -> bool:
+        rec = record(c.instance_id, alarm_at=T0, state='"a"')
+        return await a.commit(Commit(claim=c, record=rec))
+
+    async def take_one(instance_id: str) -> list[Claim]:
+        taken = await b.claim(instance_id, "w2", late, late + LEASE)
+        return [taken] if taken is not None else []
+
+    takers = [take_one(i) for i in ids[::2]] + [b.claim_due(late, 100, "w2", late + LEASE)]
+    outcomes = await asyncio.gather(*(commit(c) for c in held), *takers)
+    committed = dict(zip(ids, outcomes[: len(ids)], strict=True))
+    taken = [c for found in outcomes[len(ids) :] for c in found]
+    assert {c.instance_id for c in taken} >= {i for i, ok in committed.items() if not ok}
+    for c in taken:
+        assert c.record is not None
+        assert c.record.state == ('"a"' if committed[c.instance_id] else '"initial"')
+
+
+async def test_claim_due_splits_due_alarms_between_stores(make: Make) -> None:
+    a, b = make(), make()
+    await opened(a, b)
+    ids = {f"task:job:{n}" for n in range(40)}
+    for n, instance_id in enumerate(sorted(ids)):
+        await put(a, record(instance_id, alarm_at=T0 + n))
+    now = T0 + 100
+    mine, theirs = await asyncio.gather(
+        a.claim_due(now, 25, "w1", now + LEASE), b.claim_due(now, 25, "w2", now + LEASE)
+    )
+    got_a, got_b = {c.instance_id for c in mine}, {c.instance_id for c in theirs}
+    assert not got_a & got_b
+    assert got_a | got_b == ids
+
+
+async def test_one_store_serves_several_event_loops(make: Make) -> None:
+    store = make(poll_interval=60)
+    await store.open()
+    rec = record(alarm_at=T0)
+
+    def elsewhere() -> Any:
+        async def run() -> Any:
+            await put(store, rec)
+            return await store.read(rec.instance_id)
+
+        return asyncio.run(run())
+
+    async def from_another_loop() -> None:
+        assert await asyncio.to_thread(elsewhere) == rec
+
+    await woken(store, from_another_loop)
+    assert await store.read(rec.instance_id) == rec
+
+
+# -- faults --------------------------------------------------------------------
+
+
+def backends(application_name: str) -> list[int]:
+    found = query(
+        sql.SQL("SELECT pid FROM pg_stat_activity WHERE application_name = %s"),
+        (application_name,),
+    )
+    return [pid for (pid,) in found]
+
+
+def listening(application_name: str) -> list[int]:
+    found = query(
+        sql.SQL(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query LIKE 'LISTEN%%'"
+        ),
+        (application_name,),
+    )
+    return [pid for (pid,) in found]
+
+
+async def test_terminated_connections_are_survived(make: Make) -> None:
+    app = f"dj_kill_{uuid.uuid4().hex[:8]}"
+    a = make(make_conninfo(DSN, application_name=app), min_size=2, max_size=2, poll_interval=60)
+    b = make()
+    await opened(a, b)
+    rec = record(alarm_at=T0)
+    await put(a, rec)
+    await until(lambda: len(backends(app)) >= 3)  # two pooled, one listening
+    killed = set(backends(app))
+    query(
+        sql.SQL("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid"), (list(killed),)
+    )
+    await until(lambda: not killed & set(backends(app)))
+
+    assert await a.read(rec.instance_id) == rec
+    await put(a, record("task:job:b"))
+    await until(lambda: bool(listening(app)))
+    assert not killed & set(listening(app))
+    for n in range(3):  # a reconnect may wake once on its own; three in a row need NOTIFY
+        await woken(a, lambda n=n: put(b, record(f"task:job:n{n}", alarm_at=T0)))
+
+
+async def test_one_bad_commit_does_not_sink_the_others(make: Make) -> None:
+    """Commits queued together share a transaction; each is fenced and fails alone."""
+    a = make(max_size=2)  # one commit lane: the others queue up into one batch
+    b = make()
+    await opened(a, b)
+    held = [await claim(a, f"task:job:{n}") for n in range(20)]
+    await claim(b, "task:job:7", now=T0 + LEASE + 1)  # 7 goes stale
+    bad = record("task:job:13", state='"nul \x00"')  # PostgreSQL text refuses NUL
+    commits = [
+        Commit(
+            claim=c,
+            record=bad if c.instance_id == bad.instance_id else record(c.instance_id),
+            events=(f'"{c.instance_id}"',),
+        )
+        for c in held
+    ]
+    outcomes = dict(
+        zip(
+            [c.claim.instance_id for c in commits],
+            await asyncio.gather(*(a.commit(c) for c in commits), return_exceptions=True),
+            strict=True,
+        )
+    )
+    failed = outcomes.pop(bad.instance_id)
+    assert isinstance(failed, StorageError)
+    assert not failed.retryable
+    assert outcomes.pop("task:job:7") is False
+    assert set(outcomes.values()) == {True}
+    written = {r.instance_id for r in await a.list_instances()}
+    assert written == set(outcomes)
+    events = {e.event.strip('"') for e in await a.take_outbox(100)}
+    assert events == set(outcomes)
+
+
+async def test_a_closed_store_refuses_calls_and_reopens(make: Make) -> None:
+    store = make()
+    await store.open()
+    await put(store, record())
+    await store.close()
+    with pytest.raises(StorageError, match="not open"):
+        await store.read("task:job:a")
+    await store.open()
+    assert await store.read("task:job:a") is not None
+
+
+# -- notifications -------------------------------------------------------------
+
+
+async def test_a_commit_in_one_store_wakes_the_other(make: Make) -> None:
+    a = make(poll_interval=60)  # so only a notification can end the wait early
+    b = make()
+    await opened(a, b)
+    await woken(a, lambda: put(b, record(alarm_at=T0 + 3600)))
+
+
+async def test_a_release_in_one_store_wakes_the_other(make: Make) -> None:
+    a = make(poll_interval=60)
+    b = make()
+    await opened(a, b)
+    rec = record(alarm_at=T0)
+    taken = await claim(b, rec.instance_id)
+    # The commit sets an alarm, so it notifies too: let that wake a first.
+    await woken(a, lambda: b.commit(Commit(claim=taken, record=rec, release=False)))
+    await woken(a, lambda: b.release(taken))
+
+
+# -- schema names --------------------------------------------------------------
+
+
+def hostile_name(kind: str, canary: str) -> str:
+    tag = uuid.uuid4().hex[:6]
+    if kind == "quotes":
+        return f"dj{tag}\"'; DROP SCHEMA {canary} CASCADE; --"
+    return f"dj_{tag}" + "ünï" * 7 + "x" * 19  # 63 bytes, the longest: a hashed channel
+
+
+@pytest.mark.parametrize("kind", ["quotes", "longest"])
+async def test_a_hostile_schema_name_is_quoted(make: Make, schema: str, kind: str) -> None:
+    canary = schema  # the fixture drops it
+    query(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(canary)))
+    name = hostile_name(kind, canary)
+    assert len(name.encode()) <= 63
+    a, b = make(schema=name, poll_interval=60), make(schema=name)
+    try:
+        await opened(a, b)
+        rec = record(alarm_at=T0)
+        await woken(a, lambda: put(b, rec))
+        assert await a.read(rec.instance_id) == rec
+        tables = query(
+            sql.SQL("SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1"), (name,)
+        )
+        assert ("instances",) in tables
+        canaries = sql.SQL("SELECT 1 FROM pg_namespace WHERE nspname = %s")
+        assert query(canaries, (canary,)) == [(1,)]
+    finally:
+        await asyncio.gather(a.close(), b.close())
+        drop_schema(name)
+
+
+async def test_schemas_keep_their_data_apart(make: Make) -> None:
+    other = fresh_schema()
+    try:
+        a, b = make(), make(schema=other)
+        await opened(a, b)
+        await put(a, record("task:job:mine"))
+        assert await b.read("task:job:mine") is None
+        assert await b.list_instances() == []
+        assert [r.instance_id for r in await a.list_instances()] == ["task:job:mine"]
+    finally:
+        await b.close()
+        drop_schema(other)
+
+
+def test_a_schema_name_postgres_would_cut_is_refused() -> None:
+    with pytest.raises(ValueError, match="63 bytes"):
+        PostgresStore(DSN, schema="x" * 64)
