@@ -322,3 +322,30 @@ async def test_status_and_get_state_read_the_last_commit_without_waiting_for_a_h
     await asyncio.wait_for(in_flight, DEADLOCK)
     assert (await handle.get_state("a")).state == Count(2)
     assert (await handle.status("a")).event_count == 2
+
+
+async def test_activations_are_evicted_once_their_calls_are_done() -> None:
+    """A worker's memory must not grow with the number of instances it has touched."""
+    from durable_jobs import create_durable_jobs
+
+    @attrs.frozen
+    class Seen:
+        n: int = 0
+
+    @attrs.frozen
+    class Touch:
+        pass
+
+    async def touch(event: Touch, ctx: Any) -> None:
+        ctx.set_state(Seen((ctx.state or Seen()).n + 1))
+        ctx.schedule("1 second")
+
+    async def done(ctx: Any) -> None:
+        return None
+
+    job = Task(state=Seen, event=Touch, on_event=touch, execute=done)
+    jobs = create_durable_jobs({"job": job}, storage="memory://")
+    await asyncio.gather(*(jobs.client.task(job).send(f"i{n}", Touch()) for n in range(500)))
+    runtime = await jobs.runtime()
+    assert runtime.shell.active_count == 0
+    assert len(await jobs.storage.list_instances()) == 500
