@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
@@ -147,3 +148,21 @@ async def test_alarm_times_are_stored_in_utc_epoch_seconds(tmp_path: Path) -> No
         sqlite3.connect(tmp_path / "t.db").execute("SELECT alarm_at FROM instances").fetchone()
     )
     assert alarm == datetime(2026, 6, 1, 13, tzinfo=UTC).timestamp()
+
+
+async def test_a_commit_by_another_process_between_waits_wakes_the_next_wait(
+    tmp_path: Path,
+) -> None:
+    from durable_jobs.adapters.records import Commit
+    from durable_jobs.testing.conformance import LEASE, T0, record
+
+    waiter, writer = SQLiteStore(str(tmp_path / "w.db")), SQLiteStore(str(tmp_path / "w.db"))
+    await waiter.open()
+    await writer.open()
+    claim = await writer.claim("task:job:a", "other", T0, T0 + LEASE)
+    assert claim is not None
+    # The other store commits while nobody waits, as while a worker is claiming.
+    assert await writer.commit(Commit(claim=claim, record=record(alarm_at=T0)))
+    await asyncio.wait_for(waiter.wait_for_alarm(60), 5)  # not the 60 s
+    await waiter.close()
+    await writer.close()

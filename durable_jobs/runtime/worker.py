@@ -119,17 +119,29 @@ class Worker:
         self._wake.clear()
         waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
         if not busy:
-            timeout = self.poll_interval
-            now = self.app.clock.now()
-            with contextlib.suppress(DurableJobsError):
-                next_at = await self.app.scheduler.next_alarm_at(now)
-                if next_at is not None and next_at > now:
-                    timeout = min(timeout, next_at - now)
+            timeout = await self._until_next_alarm()
+            if timeout <= 0:
+                # Due since we claimed: claim again now, not after a poll interval.
+                waiters[0].cancel()
+                await asyncio.gather(waiters[0], return_exceptions=True)
+                return
             waiters.append(asyncio.ensure_future(self.app.scheduler.wait_for_alarm(timeout)))
         _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for waiter in pending:
             waiter.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _until_next_alarm(self) -> float:
+        """Seconds until the earliest unclaimed alarm, at most the poll interval."""
+        now = self.app.clock.now()
+        try:
+            next_at = await self.app.scheduler.next_alarm_at(now)
+        except DurableJobsError as exc:
+            log.error("worker.next_alarm_failed", error=str(exc))
+            return self.poll_interval
+        if next_at is None:
+            return self.poll_interval
+        return min(self.poll_interval, next_at - now)
 
     async def _drain(self, runtime: JobsRuntime) -> None:
         if self._running:

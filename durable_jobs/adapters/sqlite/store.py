@@ -78,6 +78,7 @@ class SQLiteStore:
         self._writer: Writer | None = None
         self._writer_pid = 0
         self._wakeup = Wakeup()
+        self._seen_version: int | None = None
 
     # -- connections -----------------------------------------------------------
 
@@ -140,6 +141,7 @@ class SQLiteStore:
                 conn.close()
 
         await asyncio.to_thread(self.retry.call, f"opening {self.path}", setup, (Busy,))
+        self._seen_version = self._data_version()
 
     async def close(self) -> None:
         with self._lock:
@@ -266,12 +268,16 @@ class SQLiteStore:
         ``poll_interval``, by watching ``PRAGMA data_version``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        seen = self._data_version()
-        while (left := deadline - loop.time()) > 0:
-            if await self._wakeup.wait(min(left, self.poll_interval)):
-                return  # a write of this process
-            if self._data_version() != seen:
-                return  # another process committed
+        while True:
+            version = self._data_version()
+            if version != self._seen_version:
+                # Another process committed since the last wait returned — maybe
+                # while the dispatcher was busy claiming, so this is no lost wake-up.
+                self._seen_version = version
+                return
+            left = deadline - loop.time()
+            if left <= 0 or await self._wakeup.wait(min(left, self.poll_interval)):
+                return
 
     def _data_version(self) -> int:
         return int(self._read("data version", "PRAGMA data_version")[0][0])
