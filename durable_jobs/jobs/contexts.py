@@ -26,16 +26,25 @@ class Terminate(BaseException):
 class BaseContext:
     """Members every context has."""
 
-    __slots__ = ("id", "instance_id", "job_name", "log", "now")
+    __slots__ = ("_log", "_logger", "id", "instance_id", "job_name", "now")
 
     def __init__(
-        self, *, instance_id: str, job_name: str, id: str, now: datetime, log: Any
+        self, *, instance_id: str, job_name: str, id: str, now: datetime, logger: Any
     ) -> None:
         self.instance_id = instance_id
         self.job_name = job_name
         self.id = id
         self.now = now
-        self.log = log
+        self._logger = logger
+        self._log: Any = None
+
+    @property
+    def log(self) -> Any:
+        """A structlog logger bound to this instance (bound on first use: most
+        handlers never log, and binding costs more than the rest of a context)."""
+        if self._log is None:
+            self._log = self._logger.bind(instance_id=self.instance_id)
+        return self._log
 
 
 class StateContext(BaseContext, Generic[S]):

@@ -15,6 +15,7 @@ import cattrs
 from cattrs.preconf.json import make_converter
 
 from ..errors import ValidationError
+from .jsonfast import dumps
 
 MAX_PAYLOAD_BYTES = 1024 * 1024
 
@@ -66,7 +67,7 @@ class Codec:
             )
         try:
             canonical = self.converter.structure(raw, cls)
-            text = json.dumps(self.converter.unstructure(canonical, cls), separators=(",", ":"))
+            text = dumps(self.converter.unstructure(canonical, cls))
         except Exception as exc:
             raise ValidationError(f"invalid {what} ({cls.__name__}): {_describe(exc)}") from exc
         if len(text) * 4 > MAX_PAYLOAD_BYTES and len(text.encode()) > MAX_PAYLOAD_BYTES:

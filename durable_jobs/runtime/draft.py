@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..adapters.records import DeadLetterRecord, InstanceRecord
 from .clock import to_datetime
 from .events import JobEvent
+from .jsonfast import dumps, load_object
 
 
 class Draft:
@@ -52,7 +52,7 @@ class Draft:
         self.now = now
         self.exists = record is not None
         self.state: str | None = record.state if record else None
-        self.meta: dict[str, Any] = json.loads(record.meta) if record else {}
+        self.meta: dict[str, Any] = load_object(record.meta) if record else {}
         self.alarm_at: float | None = record.alarm_at if record else None
         self.created_at = record.created_at if record else now
         self.events: list[JobEvent] = []
@@ -100,7 +100,7 @@ class Draft:
             job_name=self.job_name,
             key=self.key,
             state=self.state,
-            meta=json.dumps(self.meta, separators=(",", ":")),
+            meta=dumps(self.meta),
             alarm_at=self.alarm_at,
             created_at=self.created_at,
             updated_at=self.now,

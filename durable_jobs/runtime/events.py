@@ -55,7 +55,7 @@ class JobEvent:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), default=str, separators=(",", ":"))
+        return json.dumps(self.to_dict(), default=str, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
     def from_json(cls, text: str) -> JobEvent:

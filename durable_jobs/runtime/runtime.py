@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
@@ -18,6 +17,7 @@ from .codec import Codec
 from .draft import Draft
 from .events import JobEvent
 from .handlers import HANDLERS, KindHandler
+from .jsonfast import load_object
 from .shell import InstanceShell, Target
 
 T = TypeVar("T")
@@ -94,7 +94,7 @@ class JobsRuntime:
     async def read(self, handler: KindHandler, key: str) -> tuple[InstanceRecord | None, Any]:
         """The last committed record and its counters, without waiting for any claim."""
         record = await self.storage.read(handler.instance_id(check_id(key)))
-        return record, (json.loads(record.meta) if record else {})
+        return record, (load_object(record.meta) if record else {})
 
     async def deliver(self, claim: Claim) -> None:
         """Run the due alarm of a claimed instance."""

@@ -87,7 +87,7 @@ class KindHandler:
             "job_name": self.name,
             "id": draft.key,
             "now": to_datetime(draft.now),
-            "log": self.log.bind(instance_id=draft.instance_id),
+            "logger": self.log,
         }
 
     async def invoke(self, fn: Callable[..., Any], *args: Any) -> Any:
