@@ -332,9 +332,10 @@ async def test_an_input_over_one_mib_serialised_is_refused() -> None:
 
 async def test_the_limit_counts_the_serialised_json_not_the_python_string() -> None:
     rt = runtime()
-    # 200 000 characters, but each is escaped to six bytes of JSON.
+    # 300 000 characters, under the limit as a Python string, but four bytes each
+    # of stored UTF-8 JSON: 1.2 MB.
     with pytest.raises(ValidationError, match="bytes once serialised"):
-        await rt.client.continuous(blobs).start("big", Blob("\N{SNOWMAN}" * 200_000))
+        await rt.client.continuous(blobs).start("big", Blob("\N{SNAIL}" * 300_000))
 
 
 async def test_an_event_over_one_mib_is_refused_and_nothing_written() -> None:
