@@ -122,7 +122,12 @@ class SQLiteStore:
                     raise Busy(str(exc)) from exc
                 raise
 
-        return self.retry.call(what, run, (Busy,))
+        try:
+            return run()  # the common case: no lock, no retry machinery
+        except Busy:
+            return self.retry.call(what, run, (Busy,))
+        except sqlite3.Error as exc:
+            raise StorageError(f"{what} failed: {exc}") from exc
 
     async def _write(self, write: Any, *, durable: bool) -> Any:
         return await self._get_writer().submit(write, durable=durable)
@@ -322,7 +327,8 @@ def _claim_due(
 
 def _release(conn: sqlite3.Connection, claim: Claim) -> None:
     conn.execute(
-        "DELETE FROM claims WHERE instance_id = ? AND token = ?", (claim.instance_id, claim.token)
+        "UPDATE claims SET token = '', expires_at = 0 WHERE instance_id = ? AND token = ?",
+        (claim.instance_id, claim.token),
     )
 
 
@@ -333,11 +339,15 @@ def _commit(conn: sqlite3.Connection, commit: Commit) -> bool:
         return False  # fenced: the claim was taken over, write nothing
     if commit.delete:
         conn.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
+        if commit.release:
+            conn.execute("DELETE FROM claims WHERE instance_id = ?", (instance_id,))
         conn.execute("DELETE FROM idempotency_keys WHERE instance_id = ?", (instance_id,))
     elif (r := commit.record) is not None:
         conn.execute(
-            f"INSERT OR REPLACE INTO instances ({_COLUMNS}) "  # noqa: S608 - constant
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO instances ({_COLUMNS}) "  # noqa: S608 - constant
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET "
+            "state = excluded.state, meta = excluded.meta, alarm_at = excluded.alarm_at, "
+            "updated_at = excluded.updated_at",
             (
                 r.instance_id,
                 r.kind,
@@ -363,6 +373,6 @@ def _commit(conn: sqlite3.Connection, commit: Commit) -> bool:
         )
     if commit.events:
         conn.executemany("INSERT INTO outbox (event) VALUES (?)", [(e,) for e in commit.events])
-    if commit.release:
+    if commit.release and not commit.delete:
         _release(conn, commit.claim)
     return True

@@ -39,17 +39,24 @@ class _Pending:
     future: asyncio.Future[Any]
 
 
-def _settle(item: _Pending, result: Any, error: BaseException | None) -> None:
-    def deliver() -> None:
-        if item.future.done():
-            return
-        if error is not None:
-            item.future.set_exception(error)
-        else:
-            item.future.set_result(result)
+def _settle(batch: list[_Pending], results: list[Any], error: BaseException | None) -> None:
+    """Answer every write of a batch, with one wake-up per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, Any]]] = {}
+    for item, result in zip(batch, results, strict=True):
+        by_loop.setdefault(item.loop, []).append((item, result))
 
-    with contextlib.suppress(RuntimeError):  # the caller's loop has closed
-        item.loop.call_soon_threadsafe(deliver)
+    def deliver(answers: list[tuple[_Pending, Any]]) -> None:
+        for item, result in answers:
+            if item.future.done():
+                continue
+            if error is not None:
+                item.future.set_exception(error)
+            else:
+                item.future.set_result(result)
+
+    for loop, answers in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # the caller's loop has closed
+            loop.call_soon_threadsafe(deliver, answers)
 
 
 class Writer:
@@ -103,22 +110,26 @@ class Writer:
             conn.close()
 
     def _apply(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        writes = [i.write for i in batch]
         try:
-            results = self._retry.call(
-                "sqlite write", lambda: transaction(conn, [i.write for i in batch]), (Busy,)
-            )
+            try:
+                results = transaction(conn, writes)  # the common case: no retry machinery
+            except Busy:
+                results = self._retry.call(
+                    "sqlite write", lambda: transaction(conn, writes), (Busy,)
+                )
+            except Exception as exc:  # never let the writer thread die
+                raise StorageError(f"sqlite write failed: {exc}") from exc
         except StorageError as exc:
             if len(batch) == 1 or exc.retryable:
-                for item in batch:
-                    _settle(item, None, exc)
+                _settle(batch, [None] * len(batch), exc)
                 return
             # One write failed for good (say, the disk is full): give every other
             # write of the batch its own transaction so that only that one fails.
             for item in batch:
                 self._apply(conn, [item])
             return
-        for item, result in zip(batch, results, strict=True):
-            _settle(item, result, None)
+        _settle(batch, results, None)
 
 
 def transaction(conn: sqlite3.Connection, writes: list[Write]) -> list[Any]:
