@@ -166,3 +166,25 @@ async def test_a_commit_by_another_process_between_waits_wakes_the_next_wait(
     await asyncio.wait_for(waiter.wait_for_alarm(60), 5)  # not the 60 s
     await waiter.close()
     await writer.close()
+
+
+def _send_in_child(app: DurableJobs) -> None:
+    asyncio.run(app.client.task(notes).send("a", Note("from the child")))
+
+
+# Python 3.12+ warns that forking a threaded process may deadlock; this test forks
+# a process with a writer thread on purpose.
+@pytest.mark.filterwarnings("ignore:.*multi-threaded.*fork:DeprecationWarning")
+async def test_a_forked_child_uses_connections_of_its_own(tmp_path: Path) -> None:
+    import multiprocessing
+
+    app = app_on(tmp_path / "fork.db")
+    await app.client.task(notes).send("a", Note("from the parent"))  # connections exist
+    child = multiprocessing.get_context("fork").Process(target=_send_in_child, args=(app,))
+    child.start()
+    await asyncio.to_thread(child.join, 60)
+    assert child.exitcode == 0
+    await app.client.task(notes).send("a", Note("parent again"))
+    state = await app.client.task(notes).get_state("a")
+    await app.aclose()
+    assert state.state == Notes(("from the parent", "from the child", "parent again"))
