@@ -71,16 +71,22 @@ def _entered(scratch: Path, pid: int) -> bool:
     return (scratch / f"entered.{pid}").exists()
 
 
+def held_in_a_handler(shared: Shared, scratch: Path, log: Path) -> Any:
+    """A worker (lease 1 s) that has entered execute of instance k and stays there
+    until the file ``hold-a`` is deleted."""
+    shared.client().send("k", Bump(schedule=True))
+    hold = scratch / "hold-a"
+    hold.touch()
+    worker = start_worker(shared.env(scratch, lease=1.0, DJ_HOLD=str(hold)), log)
+    wait_until(lambda: _entered(scratch, worker.pid), "the first worker to enter the handler")
+    return worker
+
+
 def test_kill_9_inside_a_handler_loses_nothing_and_commits_once(
     shared: Shared, tmp_path: Path
 ) -> None:
     client = shared.client()
-    client.send("k", Bump(schedule=True))
-    hold = tmp_path / "hold-a"
-    hold.touch()
-    first = start_worker(shared.env(tmp_path, lease=1.0, DJ_HOLD=str(hold)), tmp_path / "a.log")
-    wait_until(lambda: _entered(tmp_path, first.pid), "the first worker to enter the handler")
-
+    first = held_in_a_handler(shared, tmp_path, tmp_path / "a.log")
     first.kill()
     first.wait()
     (tmp_path / "task_counter_k.active").unlink()  # the dead process's guard, not a claim
@@ -105,13 +111,9 @@ def test_a_stopped_stale_owner_cannot_commit_after_a_takeover(
     shared: Shared, tmp_path: Path
 ) -> None:
     client = shared.client()
-    client.send("k", Bump(schedule=True))
-    hold = tmp_path / "hold-a"
-    hold.touch()
     log_a = tmp_path / "a.log"
-    stale = start_worker(shared.env(tmp_path, lease=1.0, DJ_HOLD=str(hold)), log_a)
+    stale = held_in_a_handler(shared, tmp_path, log_a)
     try:
-        wait_until(lambda: _entered(tmp_path, stale.pid), "the first worker to enter the handler")
         os.kill(stale.pid, signal.SIGSTOP)
         (tmp_path / "task_counter_k.active").unlink()  # let the guard admit the new owner
 
@@ -120,7 +122,7 @@ def test_a_stopped_stale_owner_cannot_commit_after_a_takeover(
         fresh.send_signal(signal.SIGTERM)
         assert fresh.wait(timeout=30) == 0
 
-        hold.unlink()
+        (tmp_path / "hold-a").unlink()
         os.kill(stale.pid, signal.SIGCONT)
         wait_until(lambda: "taken over" in log_a.read_text(), "the stale commit to be refused")
     finally:

@@ -26,6 +26,15 @@ class Runs:
     count: int = 0
 
 
+async def schedule_now(event: Ping, ctx: TaskContext[Runs]) -> None:
+    ctx.schedule(ctx.now)
+
+
+def due_at_once(execute: Any) -> Task[Runs, Ping]:
+    """A Task whose every event makes its execute due at once."""
+    return Task(state=Runs, event=Ping, on_event=schedule_now, execute=execute)
+
+
 def app_for(backend_url: Any, jobs: dict[str, Any], **options: Any) -> DurableJobs:
     url, storage_options = backend_url
     return DurableJobs(jobs, storage=url, storage_options=storage_options, **options)
@@ -34,13 +43,10 @@ def app_for(backend_url: Any, jobs: dict[str, Any], **options: Any) -> DurableJo
 async def test_an_alarm_set_in_process_wakes_the_worker_at_once(backend_url: Any) -> None:
     ran = asyncio.Event()
 
-    async def on_event(event: Ping, ctx: TaskContext[Runs]) -> None:
-        ctx.schedule(ctx.now)
-
     async def execute(ctx: TaskContext[Runs]) -> None:
         ran.set()
 
-    job = Task(state=Runs, event=Ping, on_event=on_event, execute=execute)
+    job = due_at_once(execute)
     app = app_for(backend_url, {"job": job})
     # A poll interval of a minute: only the wake-up can explain a prompt delivery.
     async with app.worker(poll_interval=60):
@@ -78,10 +84,7 @@ async def test_shutdown_lets_running_handlers_finish_within_the_grace(backend_ur
         await finish.wait()
         ctx.set_state(Runs(1))
 
-    async def on_event(event: Ping, ctx: TaskContext[Runs]) -> None:
-        ctx.schedule(ctx.now)
-
-    job = Task(state=Runs, event=Ping, on_event=on_event, execute=execute)
+    job = due_at_once(execute)
     app = app_for(backend_url, {"job": job})
     worker = app.worker(grace=30)
     await worker.start()
@@ -105,10 +108,7 @@ async def test_a_handler_past_the_grace_is_cancelled_and_its_alarm_kept(backend_
         entered.set()
         await asyncio.Event().wait()  # never finishes
 
-    async def on_event(event: Ping, ctx: TaskContext[Runs]) -> None:
-        ctx.schedule(ctx.now)
-
-    job = Task(state=Runs, event=Ping, on_event=on_event, execute=execute)
+    job = due_at_once(execute)
     app = app_for(backend_url, {"job": job})
     worker = app.worker(grace=0.01)
     await worker.start()
@@ -130,10 +130,7 @@ async def test_a_long_handler_keeps_its_claim_alive(backend_url: Any) -> None:
         await finish.wait()
         ctx.set_state(Runs(1))
 
-    async def on_event(event: Ping, ctx: TaskContext[Runs]) -> None:
-        ctx.schedule(ctx.now)
-
-    job = Task(state=Runs, event=Ping, on_event=on_event, execute=execute)
+    job = due_at_once(execute)
     app = app_for(backend_url, {"job": job}, lease=0.3)
     async with app.worker():
         await app.client.task(job).send("a", Ping())

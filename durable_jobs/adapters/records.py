@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import attrs
+
+# The column order of a stored instance, shared by the SQL back-ends.
+INSTANCE_COLUMNS = "instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at"
+DEAD_LETTER_COLUMNS = "instance_id, job_name, state, error, attempts, at"
 
 
 @attrs.frozen(kw_only=True)
@@ -23,6 +30,14 @@ class InstanceRecord:
     alarm_at: float | None
     created_at: float
     updated_at: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> InstanceRecord:
+        """A record from the columns of :data:`INSTANCE_COLUMNS`, in that order."""
+        return cls(**dict(zip(_INSTANCE_FIELDS, row, strict=True)))
+
+
+_INSTANCE_FIELDS = tuple(INSTANCE_COLUMNS.split(", "))
 
 
 @attrs.frozen(kw_only=True)
@@ -51,6 +66,14 @@ class DeadLetterRecord:
     error: str
     attempts: int
     at: float
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> DeadLetterRecord:
+        """A record from the columns of :data:`DEAD_LETTER_COLUMNS`, in that order."""
+        return cls(**dict(zip(_DEAD_LETTER_FIELDS, row, strict=True)))
+
+
+_DEAD_LETTER_FIELDS = tuple(DEAD_LETTER_COLUMNS.split(", "))
 
 
 @attrs.frozen(kw_only=True)

@@ -217,15 +217,4 @@ class Queries:
 
 def to_record(row: TupleRow) -> InstanceRecord:
     """An instance from the columns of :data:`COLUMNS`, in that order."""
-    instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at = row
-    return InstanceRecord(
-        instance_id=instance_id,
-        kind=kind,
-        job_name=job_name,
-        key=key,
-        state=state,
-        meta=meta,
-        alarm_at=alarm_at,
-        created_at=created_at,
-        updated_at=updated_at,
-    )
+    return InstanceRecord.from_row(row)

@@ -345,15 +345,7 @@ class PostgresStore:
         rows = await self._rows("read_dead_letter", self._q.read_dead_letter, params)
         if not rows:
             return None
-        instance_id, job_name, state, error, attempts, at = rows[0]
-        return DeadLetterRecord(
-            instance_id=instance_id,
-            job_name=job_name,
-            state=state,
-            error=error,
-            attempts=attempts,
-            at=at,
-        )
+        return DeadLetterRecord.from_row(rows[0])
 
     async def list_instances(
         self, *, job_name: str | None = None, kind: str | None = None, limit: int = 1000

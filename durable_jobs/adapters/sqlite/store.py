@@ -18,30 +18,26 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ...errors import StorageError
-from ..records import Claim, Commit, DeadLetterRecord, InstanceRecord, OutboxEntry
+from ..records import (
+    DEAD_LETTER_COLUMNS,
+    INSTANCE_COLUMNS,
+    Claim,
+    Commit,
+    DeadLetterRecord,
+    InstanceRecord,
+    OutboxEntry,
+)
 from ..retry import StorageRetry
 from ..wakeup import Wakeup
 from .schema import migrate
 from .writer import Busy, Writer
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_COLUMNS = "instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at"
+_COLUMNS = INSTANCE_COLUMNS
 
 
 def _record(row: Sequence[Any] | None) -> InstanceRecord | None:
-    if row is None:
-        return None
-    return InstanceRecord(
-        instance_id=row[0],
-        kind=row[1],
-        job_name=row[2],
-        key=row[3],
-        state=row[4],
-        meta=row[5],
-        alarm_at=row[6],
-        created_at=row[7],
-        updated_at=row[8],
-    )
+    return None if row is None else InstanceRecord.from_row(row)
 
 
 def _read_record(conn: sqlite3.Connection, instance_id: str) -> InstanceRecord | None:
@@ -214,16 +210,10 @@ class SQLiteStore:
     async def read_dead_letter(self, instance_id: str) -> DeadLetterRecord | None:
         rows = self._read(
             "dead letter",
-            "SELECT instance_id, job_name, state, error, attempts, at FROM dead_letters "
-            "WHERE instance_id = ?",
+            f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE instance_id = ?",  # noqa: S608
             (instance_id,),
         )
-        if not rows:
-            return None
-        i, job, state, error, attempts, at = rows[0]
-        return DeadLetterRecord(
-            instance_id=i, job_name=job, state=state, error=error, attempts=attempts, at=at
-        )
+        return DeadLetterRecord.from_row(rows[0]) if rows else None
 
     async def list_instances(
         self, *, job_name: str | None = None, kind: str | None = None, limit: int = 1000
