@@ -48,6 +48,10 @@ class StorageRetry:
     def call(self, what: str, fn: Callable[[], T], transient: tuple[type[BaseException], ...]) -> T:
         """Run ``fn`` (blocking), retrying ``transient`` errors."""
         with _as_storage_error(what, transient):
+            try:
+                return fn()  # the common case costs no retry machinery
+            except transient:
+                pass
             for attempt in tenacity.Retrying(**self._retrying(transient)):  # type: ignore[arg-type]
                 with attempt:
                     return fn()
@@ -58,6 +62,10 @@ class StorageRetry:
     ) -> T:
         """Run the coroutine function ``fn``, retrying ``transient`` errors."""
         with _as_storage_error(what, transient):
+            try:
+                return await fn()  # the common case costs no retry machinery
+            except transient:
+                pass
             async for attempt in tenacity.AsyncRetrying(**self._retrying(transient)):  # type: ignore[arg-type]
                 with attempt:
                     return await fn()
