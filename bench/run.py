@@ -10,7 +10,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ["memory", "sqlite"]
+SUITES = ["memory", "sqlite", "postgres"]
 
 
 def main() -> None:
