@@ -15,6 +15,9 @@ S = TypeVar("S")
 E = TypeVar("E")
 
 
+_UNREAD: Any = object()
+
+
 class Terminate(BaseException):
     """Raised by ``ctx.terminate()``; ends the handler and deletes the instance."""
 
@@ -91,13 +94,25 @@ class ContinuousContext(StateContext[S]):
 class DebounceEventContext(BaseContext, Generic[E, S]):
     """Context of a Debounce job's ``on_event``: return the new accumulated state."""
 
-    __slots__ = ("event", "event_count", "state")
+    __slots__ = ("_load", "_state", "event", "event_count")
 
-    def __init__(self, *, event: E, state: S, event_count: int, **base: Any) -> None:
+    def __init__(
+        self, *, event: E, load_state: Callable[[], S], event_count: int, **base: Any
+    ) -> None:
         super().__init__(**base)
         self.event = event
-        self.state = state
         self.event_count = event_count
+        self._load = load_state
+        self._state: Any = _UNREAD
+
+    @property
+    def state(self) -> S:
+        """The accumulated state, read from storage on first use: reducers that keep
+        only the latest event never pay for decoding the batch."""
+        if self._state is _UNREAD:
+            self._state = self._load()
+        state: S = self._state
+        return state
 
 
 class DebounceExecuteContext(BaseContext, Generic[S]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...adapters.records import InstanceRecord
-from ...errors import ExecutionError
+from ...errors import ExecutionError, ValidationError
 from ...jobs.contexts import DebounceEventContext, DebounceExecuteContext, Terminate
 from ..clock import to_datetime
 from ..draft import Draft
@@ -26,12 +26,19 @@ class DebounceHandler(KindHandler):
         await self.check_duplicate(draft, idempotency_key)
         count = draft.meta.get("event_count", 0) if draft.exists else 0
         created = count == 0
-        state = self.definition.initial_state() if created else self.decode_state(draft.state)
+        stored = draft.state
         ctx: DebounceEventContext[Any, Any] = DebounceEventContext(
-            event=event, state=state, event_count=count, **self.base(draft)
+            event=event,
+            load_state=self.definition.initial_state
+            if created
+            else lambda: self.decode_state(stored),
+            event_count=count,
+            **self.base(draft),
         )
         try:
             new_state = await self.invoke(self.definition.on_event, ctx)
+        except ValidationError:
+            raise  # the stored batch no longer fits its schema: not the handler's fault
         except Exception as error:
             raise ExecutionError(f"on_event of {self.name} raised {error!r}") from error
         _, state_json = self.check_state(new_state)
