@@ -42,12 +42,12 @@ class KindHandler:
         self.codec = codec
         self.rng = rng
         self.retry: Retry | None = definition.retry
+        # bind() turns structlog's lazy proxy into a logger once, here: the proxy
+        # would build a new one on every call, filtered levels included.
         self.log = structlog.wrap_logger(
             None,
             wrapper_class=structlog.make_filtering_bound_logger(log_level(definition.logging)),
-            job_name=name,
-            job_type=self.kind,
-        )
+        ).bind(job_name=name, job_type=self.kind)
         self._awaitable: dict[Callable[..., Any], bool] = {}
 
     async def alarm(self, draft: Draft) -> None:
