@@ -4,6 +4,7 @@ set by handlers during the advance too — with the clock reading each alarm's d
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import attrs
 import pytest
 
 from durable_jobs import Continuous, ContinuousContext, Task, TaskContext, every
-from durable_jobs.testing import create_test_runtime
+from durable_jobs.testing import TestRuntime, create_test_runtime
 from tests.support import T0, later, types
 
 
@@ -149,3 +150,36 @@ async def test_the_same_fake_clock_drives_real_storage(tmp_path: Path) -> None:
     await reopened.advance("10 minutes")
     assert ticks[-1] == later(minutes=30)
     await reopened.aclose()
+
+
+async def test_a_handler_may_call_another_instance_whose_alarm_is_due_too() -> None:
+    """advance() must not hold claims ahead of delivery: a handler that sends to an
+    instance due at the same moment would wait on its own runtime's claim."""
+
+    @attrs.frozen
+    class Nudge:
+        pass
+
+    @attrs.frozen
+    class Seen:
+        nudges: int = 0
+
+    runtimes: list[TestRuntime] = []
+
+    async def on_nudge(event: Nudge, ctx: TaskContext[Seen]) -> None:
+        ctx.set_state(Seen((ctx.state or Seen()).nudges + 1))
+        if ctx.id in ("a", "b") and ctx.state.nudges == 1:
+            ctx.schedule(ctx.now)
+
+    async def execute(ctx: TaskContext[Seen]) -> None:
+        if ctx.id == "a":
+            await runtimes[0].client.task(job).send("b", Nudge())
+
+    job = Task(state=Seen, event=Nudge, on_event=on_nudge, execute=execute)
+    rt = create_test_runtime({"job": job})
+    runtimes.append(rt)
+    await rt.client.task(job).send("a", Nudge())
+    await rt.client.task(job).send("b", Nudge())
+    await asyncio.wait_for(rt.advance(0), 10)
+    state = await rt.client.task(job).get_state("b")
+    assert state.state == Seen(2)
