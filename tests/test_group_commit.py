@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import threading
 from pathlib import Path
+from typing import Any
 
 from durable_jobs.adapters.records import Commit
 from durable_jobs.adapters.sqlite import SQLiteStore
@@ -25,3 +28,66 @@ async def test_a_stale_commit_in_a_batch_is_refused_and_the_rest_applied(tmp_pat
     await store.close()
     assert applied == [n != 7 for n in range(20)]
     assert [s is not None for s in stored] == [n != 7 for n in range(20)]
+
+
+class TracedStore(SQLiteStore):
+    """Records, per transaction committed, the thread that committed it."""
+
+    def __init__(self, path: str, **options: Any) -> None:
+        super().__init__(path, **options)
+        self.commits: list[int] = []
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = super()._connect()
+
+        def trace(statement: str) -> None:
+            if statement == "COMMIT":
+                self.commits.append(threading.get_ident())
+
+        conn.set_trace_callback(trace)
+        return conn
+
+
+async def test_concurrent_commits_share_transactions(tmp_path: Path) -> None:
+    store = TracedStore(str(tmp_path / "g.db"))
+    await store.open()
+    claims = await asyncio.gather(
+        *(store.claim(f"task:job:{n}", "w", T0, T0 + LEASE) for n in range(50))
+    )
+    store.commits.clear()
+    commits = [Commit(claim=c, record=record(c.instance_id)) for c in claims if c is not None]
+    applied = await asyncio.gather(*(store.commit(c) for c in commits))
+    await store.close()
+    assert applied == [True] * 50
+    assert 1 <= len(store.commits) < 50
+
+
+async def test_a_lone_write_is_applied_on_the_callers_thread(tmp_path: Path) -> None:
+    store = TracedStore(str(tmp_path / "g.db"))
+    await store.open()
+    store.commits.clear()  # the schema's, from open()
+    for n in range(3):  # one call at a time, as a sequential producer makes them
+        taken = await store.claim(f"task:job:{n}", "w", T0, T0 + LEASE)
+        assert taken is not None
+        assert await store.commit(Commit(claim=taken, record=record(taken.instance_id)))
+    await store.close()
+    assert store.commits == [threading.get_ident()] * 6
+
+
+async def test_a_lone_write_waits_for_another_process_without_blocking_the_loop(
+    tmp_path: Path,
+) -> None:
+    """Another connection holds the write lock: the write must queue for the writer
+    thread (which waits out the lock) rather than block this event loop."""
+    path = tmp_path / "g.db"
+    store = SQLiteStore(str(path), busy_timeout=600)  # a blocked loop would hang the test
+    await store.open()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    claiming = asyncio.ensure_future(store.claim("task:job:a", "w", T0, T0 + LEASE))
+    await asyncio.sleep(0)  # the claim is under way; a blocked loop would not get here
+    assert not claiming.done()
+    other.execute("COMMIT")  # only this loop running lets the claim finish
+    assert await asyncio.wait_for(claiming, 10) is not None
+    other.close()
+    await store.close()

@@ -75,6 +75,11 @@ class SQLiteStore:
         self._writer_pid = 0
         self._wakeup = Wakeup()
         self._seen_version: int | None = None
+        # Claims this process holds (token -> expiry) and claims it is asking for:
+        # while there are none besides the caller's own, nothing could share its
+        # transaction, and the write runs directly (see writer.py).
+        self._held: dict[str, float] = {}
+        self._asking = 0
 
     # -- connections -----------------------------------------------------------
 
@@ -125,8 +130,30 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"{what} failed: {exc}") from exc
 
-    async def _write(self, write: Any, *, durable: bool) -> Any:
-        return await self._get_writer().submit(write, durable=durable)
+    async def _write(self, write: Any, *, durable: bool, alone: bool = False) -> Any:
+        writer = self._get_writer()
+        if alone:
+            done, result = writer.try_direct(write, durable=durable)
+            if done:
+                # It never suspended: let other tasks of this loop run, so that callers
+                # that queue up behind it are seen and share the next transaction.
+                await asyncio.sleep(0)
+                return result
+        return await writer.submit(write, durable=durable)
+
+    def _alone(self, now: float | None = None, token: str = "") -> bool:
+        """Whether this process holds or asks for no claim but ``token``."""
+        held = self._held
+        if self._asking:
+            return False
+        if now is not None and 0 < len(held) <= 4:  # forgotten claims only delay this
+            for stale in [t for t, until in held.items() if until <= now]:
+                held.pop(stale, None)
+        return not held or (len(held) == 1 and token in held)
+
+    def _note(self, claims: Sequence[Claim]) -> None:
+        for claim in claims:
+            self._held[claim.token] = claim.expires_at
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -165,9 +192,18 @@ class SQLiteStore:
         return _record(rows[0] if rows else None)
 
     async def claim(self, instance_id: str, owner: str, now: float, until: float) -> Claim | None:
-        claim: Claim | None = await self._write(
-            lambda conn: _claim(conn, instance_id, owner, now, until), durable=False
-        )
+        alone = self._alone(now)
+        self._asking += 1
+        try:
+            claim: Claim | None = await self._write(
+                lambda conn: _claim(conn, instance_id, owner, now, until),
+                durable=False,
+                alone=alone,
+            )
+        finally:
+            self._asking -= 1
+        if claim is not None:
+            self._note((claim,))
         return claim
 
     async def renew(self, claims: Sequence[Claim], until: float) -> list[Claim]:
@@ -183,17 +219,33 @@ class SQLiteStore:
             return kept
 
         kept: list[Claim] = await self._write(renew, durable=False)
-        return [
+        renewed = [
             Claim(instance_id=c.instance_id, owner=c.owner, token=c.token, expires_at=until)
             for c in kept
         ]
+        for claim in renewed:
+            if claim.token in self._held:
+                self._held[claim.token] = until
+        return renewed
 
     async def release(self, claim: Claim) -> None:
-        await self._write(lambda conn: _release(conn, claim), durable=False)
+        alone = self._alone(token=claim.token)
+        self._held.pop(claim.token, None)
+        await self._write(lambda conn: _release(conn, claim), durable=False, alone=alone)
         self._wakeup.fire()
 
     async def commit(self, commit: Commit) -> bool:
-        applied: bool = await self._write(lambda conn: _commit(conn, commit), durable=True)
+        token = commit.claim.token
+        alone = self._alone(token=token)
+        try:
+            applied: bool = await self._write(
+                lambda conn: _commit(conn, commit), durable=True, alone=alone
+            )
+        except BaseException:
+            self._held.pop(token, None)  # the shell lets go of a claim whose commit failed
+            raise
+        if not applied or commit.release:
+            self._held.pop(token, None)
         if applied and (commit.release or (commit.record and commit.record.alarm_at)):
             self._wakeup.fire()
         return applied
@@ -243,9 +295,17 @@ class SQLiteStore:
         # A read first: an idle worker polling must not take the write lock.
         if not self._read("due alarms", _DUE_SQL, (now, now, 1)):
             return []
-        claims: list[Claim] = await self._write(
-            lambda conn: _claim_due(conn, now, limit, owner, until), durable=False
-        )
+        alone = self._alone(now)
+        self._asking += 1
+        try:
+            claims: list[Claim] = await self._write(
+                lambda conn: _claim_due(conn, now, limit, owner, until),
+                durable=False,
+                alone=alone,
+            )
+        finally:
+            self._asking -= 1
+        self._note(claims)
         return claims
 
     async def next_alarm_at(self, now: float) -> float | None:

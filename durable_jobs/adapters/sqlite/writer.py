@@ -4,6 +4,11 @@ SQLite admits one writer at a time anyway; funnelling this process's writes
 through one connection means that commits finishing together share one
 ``BEGIN IMMEDIATE … COMMIT`` and one fsync (group commit), while each write is
 still applied, fenced and answered on its own.
+
+A write with nothing to group with gains nothing from the thread, and the hand-over
+costs more than the transaction (two thread wake-ups, often on another CPU). The
+store runs such a lone write on its caller's thread instead, on a second connection
+that never waits for a lock: when anything else is writing, the write joins the queue.
 """
 
 from __future__ import annotations
@@ -59,20 +64,63 @@ def _settle(batch: list[_Pending], results: list[Any], error: BaseException | No
             loop.call_soon_threadsafe(deliver, answers)
 
 
+class _Connection:
+    """A write connection and the synchronous level it is set to."""
+
+    def __init__(self, conn: sqlite3.Connection, *, adaptive: bool) -> None:
+        self.conn = conn
+        self._adaptive = adaptive
+        self._level = "FULL"
+
+    def run(self, writes: list[Write], *, durable: bool) -> list[Any]:
+        """With ``adaptive``, non-durable writes skip the fsync (NORMAL); otherwise the
+        connection keeps the synchronous level the store set."""
+        wanted = "FULL" if durable else "NORMAL"
+        if self._adaptive and wanted != self._level:
+            self.conn.execute(f"PRAGMA synchronous = {wanted}")
+            self._level = wanted
+        return transaction(self.conn, writes)
+
+
 class Writer:
     """Runs writes on a dedicated connection, batching whatever is queued."""
 
     def __init__(
         self, connect: Callable[[], sqlite3.Connection], retry: StorageRetry, *, adaptive: bool
     ) -> None:
-        """With ``adaptive``, batches of non-durable writes skip the fsync (NORMAL);
-        otherwise the connection keeps the synchronous level the store set."""
         self._connect = connect
         self._retry = retry
         self._adaptive = adaptive
+        # Held while either connection of this writer is in a transaction, so that a
+        # write on the caller's thread never waits behind the writer thread's.
+        self._gate = threading.Lock()
+        self._direct: _Connection | None = None
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="durable-jobs-sqlite", daemon=True)
         self._thread.start()
+
+    def try_direct(self, write: Write, *, durable: bool) -> tuple[bool, Any]:
+        """Apply ``write`` on the caller's thread unless that would mean waiting (for
+        queued writes, this process's other transaction, or another process's lock).
+
+        Returns ``(True, result)`` when applied, ``(False, None)`` when the caller
+        should ``submit`` it instead. Raises ``StorageError`` when it failed for good.
+        """
+        if not self._queue.empty() or not self._gate.acquire(blocking=False):
+            return False, None
+        try:
+            if self._direct is None:
+                conn = self._connect()
+                conn.execute("PRAGMA busy_timeout = 0")  # a lock held elsewhere: queue instead
+                self._direct = _Connection(conn, adaptive=self._adaptive)
+            try:
+                return True, self._direct.run([write], durable=durable)[0]
+            except Busy:
+                return False, None
+            except Exception as exc:
+                raise StorageError(f"sqlite write failed: {exc}") from exc
+        finally:
+            self._gate.release()
 
     async def submit(self, write: Write, *, durable: bool) -> Any:
         """Apply ``write`` in a write transaction; ``durable`` ones are fsynced before
@@ -85,10 +133,13 @@ class Writer:
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
+        with self._gate:
+            if self._direct is not None:
+                self._direct.conn.close()
+                self._direct = None
 
     def _run(self) -> None:
-        conn = self._connect()
-        synchronous = "FULL"
+        conn = _Connection(self._connect(), adaptive=self._adaptive)
         try:
             while (first := self._queue.get()) is not None:
                 batch = [first]
@@ -101,22 +152,20 @@ class Writer:
                         self._queue.put(None)  # stop after this batch
                         break
                     batch.append(item)
-                wanted = "FULL" if any(i.durable for i in batch) else "NORMAL"
-                if self._adaptive and wanted != synchronous:
-                    conn.execute(f"PRAGMA synchronous = {wanted}")
-                    synchronous = wanted
-                self._apply(conn, batch)
+                with self._gate:
+                    self._apply(conn, batch)
         finally:
-            conn.close()
+            conn.conn.close()
 
-    def _apply(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+    def _apply(self, conn: _Connection, batch: list[_Pending]) -> None:
         writes = [i.write for i in batch]
+        durable = any(i.durable for i in batch)
         try:
             try:
-                results = transaction(conn, writes)  # the common case: no retry machinery
+                results = conn.run(writes, durable=durable)  # the common case: no retries
             except Busy:
                 results = self._retry.call(
-                    "sqlite write", lambda: transaction(conn, writes), (Busy,)
+                    "sqlite write", lambda: conn.run(writes, durable=durable), (Busy,)
                 )
             except Exception as exc:  # never let the writer thread die
                 raise StorageError(f"sqlite write failed: {exc}") from exc
