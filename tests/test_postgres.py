@@ -146,6 +146,26 @@ async def test_a_takeover_carries_every_commit_fenced_in_before_it(make: Make) -
         assert c.record.state == ('"a"' if committed[c.instance_id] else '"initial"')
 
 
+async def test_claims_asked_together_are_each_fenced_and_read(make: Make) -> None:
+    a = make(max_size=3)  # one claim lane: claims asked together queue into one batch
+    b = make()
+    await opened(a, b)
+    for n in range(3):
+        await put(b, record(f"task:job:{n}", state=f'"{n}"'))
+    await claim(b, "task:job:1")  # held elsewhere
+    ids = [f"task:job:{n % 5}" for n in range(20)]  # each instance asked for four times
+    taken = await asyncio.gather(*(a.claim(i, "w", T0, T0 + LEASE) for i in ids))
+    won = {c.instance_id: c for c in taken if c is not None}
+    assert sorted(c.instance_id for c in taken if c is not None) == sorted(won)  # one each
+    assert set(won) == {"task:job:0", "task:job:2", "task:job:3", "task:job:4"}
+    assert {i: c.record and c.record.state for i, c in won.items()} == {
+        "task:job:0": '"0"',
+        "task:job:2": '"2"',
+        "task:job:3": None,
+        "task:job:4": None,
+    }
+
+
 async def test_claim_due_splits_due_alarms_between_stores(make: Make) -> None:
     a, b = make(), make()
     await opened(a, b)
@@ -223,8 +243,10 @@ async def test_terminated_connections_are_survived(make: Make) -> None:
         await woken(a, lambda n=n: put(b, record(f"task:job:n{n}", alarm_at=T0)))
 
 
-async def test_one_bad_commit_does_not_sink_the_others(make: Make) -> None:
-    """Commits queued together share a transaction; each is fenced and fails alone."""
+@pytest.mark.parametrize("with_events", [False, True], ids=["one-statement", "pipelined"])
+async def test_one_bad_commit_does_not_sink_the_others(make: Make, with_events: bool) -> None:
+    """Commits queued together share a transaction; each is fenced and fails alone.
+    Usual commits share one statement; those with outbox events are pipelined."""
     a = make(max_size=2)  # one commit lane: the others queue up into one batch
     b = make()
     await opened(a, b)
@@ -235,7 +257,8 @@ async def test_one_bad_commit_does_not_sink_the_others(make: Make) -> None:
         Commit(
             claim=c,
             record=bad if c.instance_id == bad.instance_id else record(c.instance_id),
-            events=(f'"{c.instance_id}"',),
+            idempotency_key=f"key-{c.instance_id}",
+            events=(f'"{c.instance_id}"',) if with_events else (),
         )
         for c in held
     ]
@@ -253,8 +276,14 @@ async def test_one_bad_commit_does_not_sink_the_others(make: Make) -> None:
     assert set(outcomes.values()) == {True}
     written = {r.instance_id for r in await a.list_instances()}
     assert written == set(outcomes)
+    keyed = [i for i in held_ids(held) if await a.has_idempotency_key(i, f"key-{i}")]
+    assert set(keyed) == set(outcomes)
     events = {e.event.strip('"') for e in await a.take_outbox(100)}
-    assert events == set(outcomes)
+    assert events == (set(outcomes) if with_events else set())
+
+
+def held_ids(claims: list[Claim]) -> list[str]:
+    return [c.instance_id for c in claims]
 
 
 async def test_a_closed_store_refuses_calls_and_reopens(make: Make) -> None:
@@ -287,6 +316,16 @@ async def test_a_release_in_one_store_wakes_the_other(make: Make) -> None:
     # The commit sets an alarm, so it notifies too: let that wake a first.
     await woken(a, lambda: b.commit(Commit(claim=taken, record=rec, release=False)))
     await woken(a, lambda: b.release(taken))
+
+
+async def test_a_commit_releasing_an_instance_with_an_alarm_wakes_the_other(make: Make) -> None:
+    a = make(poll_interval=60)
+    b = make()
+    await opened(a, b)
+    await woken(a, lambda: put(b, record(alarm_at=T0)))  # one transaction, one notification
+    taken = await claim(b, "task:job:a")
+    # No record in the commit: only the release makes the stored alarm deliverable.
+    await woken(a, lambda: b.commit(Commit(claim=taken, release=True)))
 
 
 # -- schema names --------------------------------------------------------------

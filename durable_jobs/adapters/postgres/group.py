@@ -9,13 +9,41 @@ one WAL flush serve many commits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Executor, Future
-from typing import Generic, TypeVar
+from concurrent.futures import Executor
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class _Waiting(Generic[T, R]):
+    __slots__ = ("future", "item", "loop")
+
+    def __init__(self, item: T, loop: asyncio.AbstractEventLoop, future: asyncio.Future[R]):
+        self.item, self.loop, self.future = item, loop, future
+
+
+def _settle(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, outcome in answers:
+        if future.done():  # its caller gave up
+            continue
+        if isinstance(outcome, BaseException):
+            future.set_exception(outcome)
+        else:
+            future.set_result(outcome)
+
+
+def _answer(batch: Sequence[_Waiting[Any, Any]], outcomes: Sequence[Any]) -> None:
+    """Hand each outcome to its caller's loop: one wake-up per loop, not per caller."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+    for waiting, outcome in zip(batch, outcomes, strict=True):
+        by_loop.setdefault(waiting.loop, []).append((waiting.future, outcome))
+    for loop, answers in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # that loop has closed
+            loop.call_soon_threadsafe(_settle, answers)
 
 
 class GroupCommit(Generic[T, R]):
@@ -38,20 +66,21 @@ class GroupCommit(Generic[T, R]):
         self._executor = executor
         self._max_batch = max_batch
         self._lock = threading.Lock()
-        self._pending: list[tuple[T, Future[R]]] = []
+        self._pending: list[_Waiting[T, R]] = []
         self._idle_lanes = lanes
 
     async def submit(self, item: T) -> R:
         """The outcome of ``item``, once the batch it joined has run."""
-        future: Future[R] = Future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         with self._lock:
-            self._pending.append((item, future))
+            self._pending.append(_Waiting(item, loop, future))
             start = self._idle_lanes > 0
             if start:
                 self._idle_lanes -= 1
         if start:
             self._start_lane()
-        return await asyncio.wrap_future(future)
+        return await future
 
     def _start_lane(self) -> None:
         try:
@@ -60,15 +89,13 @@ class GroupCommit(Generic[T, R]):
             with self._lock:
                 failed, self._pending = self._pending, []
                 self._idle_lanes += 1
-            for _, future in failed:
-                if future.set_running_or_notify_cancel():
-                    future.set_exception(exc)
+            _answer(failed, [exc] * len(failed))
 
     def _drain(self) -> None:
         while batch := self._take():
             self._run(batch)
 
-    def _take(self) -> list[tuple[T, Future[R]]]:
+    def _take(self) -> list[_Waiting[T, R]]:
         with self._lock:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
@@ -76,19 +103,13 @@ class GroupCommit(Generic[T, R]):
                 self._idle_lanes += 1
         return batch
 
-    def _run(self, batch: list[tuple[T, Future[R]]]) -> None:
+    def _run(self, batch: list[_Waiting[T, R]]) -> None:
         # A caller that gave up before its batch started is left out of it.
-        live = [(item, future) for item, future in batch if future.set_running_or_notify_cancel()]
+        live = [waiting for waiting in batch if not waiting.future.done()]
         if not live:
             return
         try:
-            outcomes = self._apply([item for item, _ in live])
+            outcomes: Sequence[Any] = self._apply([waiting.item for waiting in live])
         except Exception as exc:
-            for _, future in live:
-                future.set_exception(exc)
-            return
-        for (_, future), outcome in zip(live, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                future.set_exception(outcome)
-            else:
-                future.set_result(outcome)
+            outcomes = [exc] * len(live)
+        _answer(live, outcomes)

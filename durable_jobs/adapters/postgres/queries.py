@@ -27,16 +27,6 @@ FENCE: LiteralString = (
 
 READ: LiteralString = "SELECT {columns} FROM {instances} WHERE instance_id = %(instance_id)s"
 
-# Takes a free or expired claim. Matching the token too makes a retry of a claim
-# whose answer was lost find it again instead of waiting for it to expire.
-CLAIM: LiteralString = """
-    INSERT INTO {claims} (instance_id, owner, token, expires_at)
-    VALUES (%(instance_id)s, %(owner)s, %(token)s, %(until)s)
-    ON CONFLICT (instance_id) DO UPDATE
-        SET owner = EXCLUDED.owner, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
-        WHERE {claims}.expires_at <= %(now)s OR {claims}.token = EXCLUDED.token
-    RETURNING token"""
-
 # Rows are locked in id order, as commits lock them, so the two cannot deadlock.
 RENEW: LiteralString = """
     WITH held AS (
@@ -111,6 +101,59 @@ RELEASE_FENCED: LiteralString = (
     "DELETE FROM {claims} WHERE instance_id = %(claim_id)s AND token = %(token)s"
 )
 
+# The usual commits of a batch (a record or none, an idempotency key, a release) in
+# one statement: one round trip and one implicit transaction, with no BEGIN/COMMIT
+# exchange. Instance rows are locked first, in id order, as every other commit and
+# claim_due lock them; the scalar subquery runs before the first claim row is locked.
+# Claim rows are locked FOR UPDATE, so a claim taken over concurrently is re-read
+# and its new token fails the join: a stale commit writes nothing. The statement
+# answers with the ids of the commits fenced in.
+COMMIT_MANY: LiteralString = """
+    WITH b AS (
+        SELECT * FROM unnest(
+            %(ids)s::text[], %(tokens)s::text[], %(has_record)s::bool[], %(kinds)s::text[],
+            %(job_names)s::text[], %(keys)s::text[], %(states)s::text[], %(metas)s::text[],
+            %(alarms)s::float8[], %(created)s::float8[], %(updated)s::float8[],
+            %(idempotency_keys)s::text[], %(releases)s::bool[]
+        ) AS b(instance_id, token, has_record, kind, job_name, key, state, meta, alarm_at,
+               created_at, updated_at, idempotency_key, release)
+    ), locked AS (
+        SELECT i.instance_id FROM {instances} i JOIN b USING (instance_id)
+        ORDER BY i.instance_id FOR UPDATE OF i
+    ), fence AS (
+        SELECT b.* FROM {claims} c JOIN b USING (instance_id)
+        WHERE c.token = b.token AND (SELECT count(*) FROM locked) >= 0
+        ORDER BY c.instance_id FOR UPDATE OF c
+    ), upserted AS (
+        INSERT INTO {instances} ({columns})
+        SELECT instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at
+        FROM fence WHERE has_record
+        ON CONFLICT (instance_id) DO UPDATE SET
+            kind = EXCLUDED.kind, job_name = EXCLUDED.job_name, key = EXCLUDED.key,
+            state = EXCLUDED.state, meta = EXCLUDED.meta, alarm_at = EXCLUDED.alarm_at,
+            created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at
+    ), keyed AS (
+        INSERT INTO {idempotency_keys} (instance_id, key)
+        SELECT instance_id, idempotency_key FROM fence WHERE idempotency_key IS NOT NULL
+        ON CONFLICT DO NOTHING
+    ), released AS (
+        DELETE FROM {claims} c USING fence f
+        WHERE f.release AND c.instance_id = f.instance_id AND c.token = f.token
+    ), woken AS (
+        SELECT pg_notify(%(channel)s, %(origin)s) FROM fence f
+        LEFT JOIN {instances} i USING (instance_id)
+        WHERE CASE WHEN f.has_record THEN f.alarm_at IS NOT NULL
+                   ELSE f.release AND i.alarm_at IS NOT NULL END
+        LIMIT 1
+    )
+    SELECT instance_id FROM fence WHERE (SELECT count(*) FROM woken) >= 0"""
+
+CLAIM_MANY: LiteralString = """
+    SELECT * FROM {claim_many}(
+        %(ids)s::text[], %(tokens)s::text[], %(owners)s::text[], %(untils)s::float8[],
+        %(now)s::float8
+    )"""
+
 HAS_KEY: LiteralString = (
     "SELECT true FROM {idempotency_keys} WHERE instance_id = %(instance_id)s AND key = %(key)s"
 )
@@ -171,6 +214,7 @@ class Queries:
         self._names: dict[str, sql.Composable] = {
             table: sql.Identifier(schema, table) for table in TABLES
         }
+        self._names["claim_many"] = sql.Identifier(schema, "claim_many")
         self._names["columns"] = sql.SQL(COLUMNS)
         self._names["due_columns"] = sql.SQL(", ").join(
             sql.Identifier("due", c) for c in COLUMNS.split(", ")
@@ -178,7 +222,6 @@ class Queries:
         self._names["fence"] = self.compose(FENCE)
         self._names["live_claim"] = self.compose(LIVE_CLAIM)
         self.read = self.compose(READ)
-        self.claim = self.compose(CLAIM)
         self.renew = self.compose(RENEW)
         self.release = self.compose(RELEASE)
         self.lock_instance = self.compose(LOCK_INSTANCE)
@@ -191,6 +234,8 @@ class Queries:
         self.add_events = self.compose(ADD_EVENTS)
         self.notify = self.compose(NOTIFY)
         self.release_fenced = self.compose(RELEASE_FENCED)
+        self.commit_many = self.compose(COMMIT_MANY)
+        self.claim_many = self.compose(CLAIM_MANY)
         self.has_key = self.compose(HAS_KEY)
         self.read_dead_letter = self.compose(READ_DEAD_LETTER)
         self.take_outbox = self.compose(TAKE_OUTBOX)

@@ -11,17 +11,63 @@ from __future__ import annotations
 
 import hashlib
 
+import attrs
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
 from ...errors import StorageError
 
+
+@attrs.frozen
+class Function:
+    """``CREATE FUNCTION {head} AS '{body}'``: the body goes in as a quoted literal,
+    so no schema name can end it early (a dollar-quoted body could be)."""
+
+    head: sql.SQL
+    body: sql.SQL
+
+
+# Claims queued together, in one round trip: take the free or expired ones (or, on a
+# retry whose answer was lost, those already ours), then read their instances.
+# ``p_now`` is the earliest clock reading of the batch, so that no claim is taken
+# over before every caller saw it expire. The
+# read is a second statement: with a snapshot of its own (a VOLATILE function under
+# READ COMMITTED) it sees every commit fenced in before the claim was taken.
+# PL/pgSQL rather than SQL: it keeps its plans for the session.
+CLAIM_MANY = Function(
+    sql.SQL("""
+    {schema}.claim_many(
+        p_ids text[], p_tokens text[], p_owners text[], p_untils float8[], p_now float8
+    ) RETURNS TABLE (
+        r_token text, r_instance_id text, r_kind text, r_job_name text, r_key text,
+        r_state text, r_meta text, r_alarm_at float8, r_created_at float8,
+        r_updated_at float8
+    ) LANGUAGE plpgsql VOLATILE"""),
+    sql.SQL("""
+    BEGIN
+    INSERT INTO {schema}.claims AS c (instance_id, owner, token, expires_at)
+    SELECT u.id, u.owner, u.token, u.until
+    FROM unnest(p_ids, p_tokens, p_owners, p_untils) AS u(id, token, owner, until)
+    ORDER BY u.id
+    ON CONFLICT (instance_id) DO UPDATE
+        SET owner = EXCLUDED.owner, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
+        WHERE c.expires_at <= p_now OR c.token = EXCLUDED.token;
+    RETURN QUERY
+    SELECT c.token, i.instance_id, i.kind, i.job_name, i.key, i.state, i.meta,
+        i.alarm_at, i.created_at, i.updated_at
+    FROM {schema}.claims c
+    JOIN unnest(p_ids, p_tokens) AS u(id, token) ON c.instance_id = u.id AND c.token = u.token
+    LEFT JOIN {schema}.instances i ON i.instance_id = c.instance_id;
+    END
+    """),
+)
+
 # ``{schema}`` is replaced by the quoted schema name. Times are epoch seconds
 # (float8) handed in by the caller; ids sort by code point (COLLATE "C") as they
 # do in the other back-ends. ``state``/``meta`` stay TEXT: JSON must come back
 # byte for byte, which jsonb would not do.
-MIGRATIONS: tuple[tuple[sql.SQL, ...], ...] = (
+MIGRATIONS: tuple[tuple[sql.SQL | Function, ...], ...] = (
     (
         sql.SQL("""
         CREATE TABLE {schema}.instances (
@@ -64,6 +110,7 @@ MIGRATIONS: tuple[tuple[sql.SQL, ...], ...] = (
         )"""),
         sql.SQL("CREATE TABLE {schema}.outbox (id bigserial PRIMARY KEY, event text NOT NULL)"),
     ),
+    (CLAIM_MANY,),
 )
 
 LATEST = len(MIGRATIONS)
@@ -121,6 +168,11 @@ def _bootstrap(conn: psycopg.Connection[TupleRow], schema: str, name: sql.Identi
 
 def _apply(conn: psycopg.Connection[TupleRow], name: sql.Identifier, version: int) -> None:
     for statement in MIGRATIONS[version - 1]:
-        conn.execute(statement.format(schema=name))
+        if isinstance(statement, Function):
+            body = statement.body.format(schema=name).as_string(conn)
+            head = statement.head.format(schema=name)
+            conn.execute(sql.SQL("CREATE FUNCTION {} AS {}").format(head, sql.Literal(body)))
+        else:
+            conn.execute(statement.format(schema=name))
     insert = sql.SQL("INSERT INTO {}.schema_version (version) VALUES (%s)").format(name)
     conn.execute(insert, (version,))
