@@ -185,7 +185,9 @@ class PostgresStore:
         )
         pool.open(wait=False)
         executor = ThreadPoolExecutor(self._max_size, thread_name_prefix="durable-jobs-pg")
-        lanes = max(1, self._max_size // 3)  # for commits, as many for claims, the rest reads
+        # Per kind, one batch in flight while the next gathers: more lanes make smaller
+        # batches, which cost more CPU per call than the parallelism gives back.
+        lanes = max(1, min(2, self._max_size // 3))
         group = GroupCommit(partial(self._apply_commits, pool), executor, lanes=lanes)
         claims = GroupCommit(partial(self._apply_claims, pool), executor, lanes=lanes)
         listener = Listener(self._dsn, self._channel, self._origin, self._wakeup)
