@@ -375,18 +375,29 @@ def _claim_due(
     return [c for c in (_claim(conn, i, owner, now, until) for i in due) if c is not None]
 
 
-def _release(conn: sqlite3.Connection, claim: Claim) -> None:
-    conn.execute(
-        "UPDATE claims SET token = '', expires_at = 0 WHERE instance_id = ? AND token = ?",
-        (claim.instance_id, claim.token),
+def _release(conn: sqlite3.Connection, claim: Claim) -> bool:
+    """Drop ``claim`` if it still holds its token; whether it did."""
+    return bool(
+        conn.execute(
+            "UPDATE claims SET token = '', expires_at = 0 WHERE instance_id = ? AND token = ?",
+            (claim.instance_id, claim.token),
+        ).rowcount
     )
 
 
 def _commit(conn: sqlite3.Connection, commit: Commit) -> bool:
     instance_id = commit.claim.instance_id
-    held = conn.execute("SELECT token FROM claims WHERE instance_id = ?", (instance_id,)).fetchone()
-    if held is None or held[0] != commit.claim.token:
-        return False  # fenced: the claim was taken over, write nothing
+    # The fence, in one statement with the release when there is one: the commit is
+    # one transaction, so nothing is written unless the claim still holds our token.
+    if commit.release:
+        fenced_in = _release(conn, commit.claim)
+    else:
+        held = conn.execute(
+            "SELECT token FROM claims WHERE instance_id = ?", (instance_id,)
+        ).fetchone()
+        fenced_in = held is not None and held[0] == commit.claim.token
+    if not fenced_in:
+        return False  # the claim was taken over: write nothing
     if commit.delete:
         conn.execute("DELETE FROM instances WHERE instance_id = ?", (instance_id,))
         if commit.release:
@@ -423,6 +434,4 @@ def _commit(conn: sqlite3.Connection, commit: Commit) -> bool:
         )
     if commit.events:
         conn.executemany("INSERT INTO outbox (event) VALUES (?)", [(e,) for e in commit.events])
-    if commit.release and not commit.delete:
-        _release(conn, commit.claim)
     return True
