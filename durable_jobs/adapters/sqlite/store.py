@@ -135,9 +135,6 @@ class SQLiteStore:
         if alone:
             done, result = writer.try_direct(write, durable=durable)
             if done:
-                # It never suspended: let other tasks of this loop run, so that callers
-                # that queue up behind it are seen and share the next transaction.
-                await asyncio.sleep(0)
                 return result
         return await writer.submit(write, durable=durable)
 
@@ -200,6 +197,11 @@ class SQLiteStore:
                 durable=False,
                 alone=alone,
             )
+            if alone:
+                # A direct claim never suspends: let the other tasks of this loop run,
+                # so that calls starting with it are seen and share the writer's
+                # transactions (one yield per call, at its start, suffices).
+                await asyncio.sleep(0)
         finally:
             self._asking -= 1
         if claim is not None:
