@@ -8,8 +8,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from durable_jobs.adapters.records import Commit
+from durable_jobs.adapters.records import Claim, Commit
 from durable_jobs.adapters.sqlite import SQLiteStore
+from durable_jobs.adapters.sqlite.inflight import InFlight
 from durable_jobs.testing.conformance import LEASE, T0, record
 
 
@@ -65,7 +66,10 @@ async def test_concurrent_commits_share_transactions(tmp_path: Path) -> None:
 async def test_a_lone_write_is_applied_on_the_callers_thread(tmp_path: Path) -> None:
     store = TracedStore(str(tmp_path / "g.db"))
     await store.open()
-    store.commits.clear()  # the schema's, from open()
+    await store.release(
+        Claim(instance_id="task:job:x", owner="w", token="t", expires_at=T0)
+    )  # starts the writer thread
+    store.commits.clear()  # the schema's, from open(), and the first write's
     for n in range(3):  # one call at a time, as a sequential producer makes them
         taken = await store.claim(f"task:job:{n}", "w", T0, T0 + LEASE)
         assert taken is not None
@@ -91,3 +95,22 @@ async def test_a_lone_write_waits_for_another_process_without_blocking_the_loop(
     assert await asyncio.wait_for(claiming, 10) is not None
     other.close()
     await store.close()
+
+
+def test_claims_forgotten_by_their_holder_stop_counting_once_expired() -> None:
+    flight = InFlight()
+    flight.hold(
+        [
+            Claim(instance_id=f"task:job:{n}", owner="w", token=f"t{n}", expires_at=T0 + 1)
+            for n in range(10)
+        ]
+    )
+    flight.hold([Claim(instance_id="task:job:late", owner="w", token="late", expires_at=T0 + 5)])
+    assert not flight.alone(T0)
+    assert not flight.alone(T0 + 2)  # the one expiring later still counts
+    assert flight.alone(T0 + 2, token="late")
+    flight.let_go("late")
+    assert flight.alone()
+    with flight.asking():
+        assert not flight.alone()
+    assert flight.alone()

@@ -49,7 +49,7 @@ CLAIM_MANY = Function(
     INSERT INTO {schema}.claims AS c (instance_id, owner, token, expires_at)
     SELECT u.id, u.owner, u.token, u.until
     FROM unnest(p_ids, p_tokens, p_owners, p_untils) AS u(id, token, owner, until)
-    ORDER BY u.id
+    ORDER BY u.id COLLATE "C"  -- the order every statement locks rows in
     ON CONFLICT (instance_id) DO UPDATE
         SET owner = EXCLUDED.owner, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
         WHERE c.expires_at <= p_now OR c.token = EXCLUDED.token;

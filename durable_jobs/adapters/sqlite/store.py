@@ -29,6 +29,7 @@ from ..records import (
 )
 from ..retry import StorageRetry
 from ..wakeup import Wakeup
+from .inflight import InFlight
 from .schema import migrate
 from .writer import Busy, Writer
 
@@ -75,11 +76,7 @@ class SQLiteStore:
         self._writer_pid = 0
         self._wakeup = Wakeup()
         self._seen_version: int | None = None
-        # Claims this process holds (token -> expiry) and claims it is asking for:
-        # while there are none besides the caller's own, nothing could share its
-        # transaction, and the write runs directly (see writer.py).
-        self._held: dict[str, float] = {}
-        self._asking = 0
+        self._flight = InFlight()
 
     # -- connections -----------------------------------------------------------
 
@@ -138,20 +135,6 @@ class SQLiteStore:
                 return result
         return await writer.submit(write, durable=durable)
 
-    def _alone(self, now: float | None = None, token: str = "") -> bool:
-        """Whether this process holds or asks for no claim but ``token``."""
-        held = self._held
-        if self._asking:
-            return False
-        if now is not None and 0 < len(held) <= 4:  # forgotten claims only delay this
-            for stale in [t for t, until in held.items() if until <= now]:
-                held.pop(stale, None)
-        return not held or (len(held) == 1 and token in held)
-
-    def _note(self, claims: Sequence[Claim]) -> None:
-        for claim in claims:
-            self._held[claim.token] = claim.expires_at
-
     # -- lifecycle -------------------------------------------------------------
 
     async def open(self) -> None:
@@ -189,23 +172,21 @@ class SQLiteStore:
         return _record(rows[0] if rows else None)
 
     async def claim(self, instance_id: str, owner: str, now: float, until: float) -> Claim | None:
-        alone = self._alone(now)
-        self._asking += 1
-        try:
+        alone = self._flight.alone(now)
+        if alone:
+            # A direct write never suspends: first let the other tasks of this loop
+            # run, so that calls starting alongside this one are seen and share the
+            # writer's transactions (one yield per call, at its start, suffices).
+            await asyncio.sleep(0)
+            alone = self._flight.alone(now)
+        with self._flight.asking():
             claim: Claim | None = await self._write(
                 lambda conn: _claim(conn, instance_id, owner, now, until),
                 durable=False,
                 alone=alone,
             )
-            if alone:
-                # A direct claim never suspends: let the other tasks of this loop run,
-                # so that calls starting with it are seen and share the writer's
-                # transactions (one yield per call, at its start, suffices).
-                await asyncio.sleep(0)
-        finally:
-            self._asking -= 1
         if claim is not None:
-            self._note((claim,))
+            self._flight.hold((claim,))
         return claim
 
     async def renew(self, claims: Sequence[Claim], until: float) -> list[Claim]:
@@ -225,29 +206,27 @@ class SQLiteStore:
             Claim(instance_id=c.instance_id, owner=c.owner, token=c.token, expires_at=until)
             for c in kept
         ]
-        for claim in renewed:
-            if claim.token in self._held:
-                self._held[claim.token] = until
+        self._flight.renewed(renewed)
         return renewed
 
     async def release(self, claim: Claim) -> None:
-        alone = self._alone(token=claim.token)
-        self._held.pop(claim.token, None)
+        alone = self._flight.alone(token=claim.token)
+        self._flight.let_go(claim.token)
         await self._write(lambda conn: _release(conn, claim), durable=False, alone=alone)
         self._wakeup.fire()
 
     async def commit(self, commit: Commit) -> bool:
         token = commit.claim.token
-        alone = self._alone(token=token)
+        alone = self._flight.alone(token=token)
         try:
             applied: bool = await self._write(
                 lambda conn: _commit(conn, commit), durable=True, alone=alone
             )
         except BaseException:
-            self._held.pop(token, None)  # the shell lets go of a claim whose commit failed
+            self._flight.let_go(token)  # the shell lets go of a claim whose commit failed
             raise
         if not applied or commit.release:
-            self._held.pop(token, None)
+            self._flight.let_go(token)
         if applied and (commit.release or (commit.record and commit.record.alarm_at)):
             self._wakeup.fire()
         return applied
@@ -297,17 +276,14 @@ class SQLiteStore:
         # A read first: an idle worker polling must not take the write lock.
         if not self._read("due alarms", _DUE_SQL, (now, now, 1)):
             return []
-        alone = self._alone(now)
-        self._asking += 1
-        try:
+        alone = self._flight.alone(now)
+        with self._flight.asking():
             claims: list[Claim] = await self._write(
                 lambda conn: _claim_due(conn, now, limit, owner, until),
                 durable=False,
                 alone=alone,
             )
-        finally:
-            self._asking -= 1
-        self._note(claims)
+        self._flight.hold(claims)
         return claims
 
     async def next_alarm_at(self, now: float) -> float | None:

@@ -106,15 +106,14 @@ class Writer:
         Returns ``(True, result)`` when applied, ``(False, None)`` when the caller
         should ``submit`` it instead. Raises ``StorageError`` when it failed for good.
         """
-        if not self._queue.empty() or not self._gate.acquire(blocking=False):
+        direct = self._direct  # opened by the writer thread: opening may wait for a lock
+        if direct is None or not self._queue.empty() or not self._gate.acquire(blocking=False):
             return False, None
         try:
-            if self._direct is None:
-                conn = self._connect()
-                conn.execute("PRAGMA busy_timeout = 0")  # a lock held elsewhere: queue instead
-                self._direct = _Connection(conn, adaptive=self._adaptive)
+            if self._direct is not direct:  # closed by stop()
+                return False, None
             try:
-                return True, self._direct.run([write], durable=durable)[0]
+                return True, direct.run([write], durable=durable)[0]
             except Busy:
                 return False, None
             except Exception as exc:
@@ -133,13 +132,12 @@ class Writer:
     def stop(self) -> None:
         self._queue.put(None)
         self._thread.join(timeout=10)
-        with self._gate:
-            if self._direct is not None:
-                self._direct.conn.close()
-                self._direct = None
 
     def _run(self) -> None:
         conn = _Connection(self._connect(), adaptive=self._adaptive)
+        direct = self._connect()
+        direct.execute("PRAGMA busy_timeout = 0")  # a lock held elsewhere: queue instead
+        self._direct = _Connection(direct, adaptive=self._adaptive)
         try:
             while (first := self._queue.get()) is not None:
                 batch = [first]
@@ -155,6 +153,9 @@ class Writer:
                 with self._gate:
                     self._apply(conn, batch)
         finally:
+            with self._gate:
+                self._direct = None
+                direct.close()
             conn.conn.close()
 
     def _apply(self, conn: _Connection, batch: list[_Pending]) -> None:

@@ -1,0 +1,70 @@
+"""What this process has in flight on one store: the claims it holds and asks for.
+
+A write can skip the writer thread (see ``writer.py``) only when nothing could share
+its transaction: when the process holds no claim but the caller's own and asks for
+none. A miscount costs only speed, never safety; the lock keeps event loops on
+several threads from making one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+from collections.abc import Iterator, Sequence
+
+from ..records import Claim
+
+
+class InFlight:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._held: dict[str, float] = {}  # token -> expiry
+        self._asking = 0
+        self._earliest = math.inf  # no held claim expires before this
+
+    def alone(self, now: float | None = None, token: str = "") -> bool:
+        """Whether no claim but ``token`` is held or asked for. With ``now``, claims
+        expired by then (forgotten by their holder) no longer count."""
+        if self._pid != os.getpid():  # a forked child holds nothing of its parent's
+            with self._lock:
+                self._pid, self._held, self._asking = os.getpid(), {}, 0
+                self._earliest = math.inf
+        if self._asking:
+            return False
+        held = self._held
+        if now is not None and now >= self._earliest:
+            with self._lock:
+                for stale in [t for t, until in held.items() if until <= now]:
+                    del held[stale]
+                self._earliest = min(held.values(), default=math.inf)
+        return not held or (len(held) == 1 and token in held)
+
+    @contextlib.contextmanager
+    def asking(self) -> Iterator[None]:
+        with self._lock:
+            self._asking += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._asking -= 1
+
+    def hold(self, claims: Sequence[Claim]) -> None:
+        with self._lock:
+            for claim in claims:
+                self._held[claim.token] = claim.expires_at
+                self._earliest = min(self._earliest, claim.expires_at)
+
+    def renewed(self, claims: Sequence[Claim]) -> None:
+        """Claims renewed: those still counted expire later now."""
+        with self._lock:
+            for claim in claims:
+                if claim.token in self._held:
+                    self._held[claim.token] = claim.expires_at
+
+    def let_go(self, token: str) -> None:
+        with self._lock:
+            self._held.pop(token, None)
