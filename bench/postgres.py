@@ -57,6 +57,7 @@ from psycopg import sql
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sqlite  # the SQLite suite: its process and producer helpers, and its table
 import sqlite_app
+from ceilings import describe, postgres_ceilings
 from postgres_app import make_procrastinate
 from sqlite import DAY, IDLE, Child, late_events, load, percentiles, produce, produce_with
 from sqlite_app import Arm
@@ -511,6 +512,7 @@ def main() -> list[tuple[str, float, float | None]]:
     sqlite.quiet()
     began = time.perf_counter()
     print(machine())
+    print(f"# raw psycopg, same server (bench/ceilings.py): {describe(postgres_ceilings(DSN))}")
     print(
         f"# n=: runs per median (ours/Procrastinate where they differ), the two sides "
         f"alternating; CPU in cores (of {os.cpu_count()}) from /proc; P = Procrastinate",

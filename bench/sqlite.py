@@ -42,6 +42,7 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sqlite_app  # needs this directory on sys.path, as the workers do
+from ceilings import describe, sqlite_ceilings
 from sqlite_app import Arm, make_huey
 
 from durable_jobs import DurableJobs, create_durable_jobs
@@ -474,6 +475,7 @@ def main() -> list[tuple[str, float, float | None]]:
     quiet()
     began = time.perf_counter()
     print(machine())
+    print(f"# raw sqlite3 on the same disk (bench/ceilings.py): {describe(sqlite_ceilings())}")
     print(f"# n={RUNS}: median of {RUNS} runs, ours and Huey alternating", flush=True)
     table, notes = Table(), []
     med = statistics.median
