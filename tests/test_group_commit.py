@@ -49,27 +49,47 @@ class TracedStore(SQLiteStore):
         return conn
 
 
-async def test_concurrent_commits_share_transactions(tmp_path: Path) -> None:
+async def running(tmp_path: Path) -> TracedStore:
+    """An open store whose writer thread has started, its transactions not counted."""
     store = TracedStore(str(tmp_path / "g.db"))
     await store.open()
+    await store.release(Claim(instance_id="task:job:x", owner="w", token="t", expires_at=T0))
+    store.commits.clear()
+    return store
+
+
+async def test_concurrent_claims_and_commits_share_transactions(tmp_path: Path) -> None:
+    store = await running(tmp_path)
     claims = await asyncio.gather(
         *(store.claim(f"task:job:{n}", "w", T0, T0 + LEASE) for n in range(50))
     )
-    store.commits.clear()
+    claim_transactions, store.commits = len(store.commits), []
     commits = [Commit(claim=c, record=record(c.instance_id)) for c in claims if c is not None]
     applied = await asyncio.gather(*(store.commit(c) for c in commits))
     await store.close()
     assert applied == [True] * 50
-    assert 1 <= len(store.commits) < 50
+    assert 1 <= claim_transactions < 10
+    assert 1 <= len(store.commits) < 10
+
+
+async def test_producers_calling_one_after_another_share_transactions(tmp_path: Path) -> None:
+    """Sixteen tasks, each making calls in turn (claim, then commit), as a service's
+    request handlers do: their writes must keep meeting in the writer's batches."""
+    store = await running(tmp_path)
+
+    async def producer(k: int) -> None:
+        for n in range(5):
+            taken = await store.claim(f"task:job:{k}-{n}", "w", T0, T0 + LEASE)
+            assert taken is not None
+            assert await store.commit(Commit(claim=taken, record=record(taken.instance_id)))
+
+    await asyncio.gather(*(producer(k) for k in range(16)))
+    await store.close()
+    assert len(store.commits) < 40  # of 160 writes
 
 
 async def test_a_lone_write_is_applied_on_the_callers_thread(tmp_path: Path) -> None:
-    store = TracedStore(str(tmp_path / "g.db"))
-    await store.open()
-    await store.release(
-        Claim(instance_id="task:job:x", owner="w", token="t", expires_at=T0)
-    )  # starts the writer thread
-    store.commits.clear()  # the schema's, from open(), and the first write's
+    store = await running(tmp_path)
     for n in range(3):  # one call at a time, as a sequential producer makes them
         taken = await store.claim(f"task:job:{n}", "w", T0, T0 + LEASE)
         assert taken is not None

@@ -25,14 +25,15 @@ class InFlight:
         self._asking = 0
         self._earliest = math.inf  # no held claim expires before this
 
-    def alone(self, now: float | None = None, token: str = "") -> bool:
-        """Whether no claim but ``token`` is held or asked for. With ``now``, claims
-        expired by then (forgotten by their holder) no longer count."""
+    def alone(self, now: float | None = None, token: str = "", asking: int = 0) -> bool:
+        """Whether no claim but ``token`` is held, and none asked for but the caller's
+        own ``asking``. With ``now``, claims expired by then (forgotten by their holder)
+        no longer count."""
         if self._pid != os.getpid():  # a forked child holds nothing of its parent's
             with self._lock:
                 self._pid, self._held, self._asking = os.getpid(), {}, 0
                 self._earliest = math.inf
-        if self._asking:
+        if self._asking > asking:
             return False
         held = self._held
         if now is not None and now >= self._earliest:

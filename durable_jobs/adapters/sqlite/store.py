@@ -173,13 +173,14 @@ class SQLiteStore:
 
     async def claim(self, instance_id: str, owner: str, now: float, until: float) -> Claim | None:
         alone = self._flight.alone(now)
-        if alone:
-            # A direct write never suspends: first let the other tasks of this loop
-            # run, so that calls starting alongside this one are seen and share the
-            # writer's transactions (one yield per call, at its start, suffices).
-            await asyncio.sleep(0)
-            alone = self._flight.alone(now)
         with self._flight.asking():
+            if alone:
+                # A direct write never suspends: first let the other tasks of this
+                # loop run, so that calls starting alongside this one see it asking,
+                # and all share the writer's transactions (one yield per call, at its
+                # start, suffices).
+                await asyncio.sleep(0)
+                alone = self._flight.alone(now, asking=1)
             claim: Claim | None = await self._write(
                 lambda conn: _claim(conn, instance_id, owner, now, until),
                 durable=False,
