@@ -2,9 +2,10 @@
 
 WAL journal; ``synchronous=FULL`` by default so that an acknowledged call survives
 power loss (``NORMAL`` trades the last moments before a power cut for speed;
-a process crash loses nothing either way). Writes go through one writer thread
-per process (group commit); reads use one connection per thread and never wait
-for a writer. Connections are never shared across ``fork()``.
+a process crash loses nothing either way). Concurrent writes go through one writer
+thread per process (group commit), a lone write runs on its caller's thread
+(``writer.py``); reads use one connection per thread and never wait for a writer.
+Connections are never shared across ``fork()``.
 """
 
 from __future__ import annotations
