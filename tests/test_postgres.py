@@ -14,6 +14,7 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from durable_jobs.adapters.postgres import PostgresStore
+from durable_jobs.adapters.postgres.schema import LATEST
 from durable_jobs.adapters.records import Claim, Commit
 from durable_jobs.errors import StorageError
 from durable_jobs.testing.conformance import LEASE, T0, claim, put, record
@@ -89,6 +90,27 @@ async def test_concurrent_opens_all_succeed_and_migrate_once(make: Make, schema:
     for n, store in enumerate(stores):
         await put(store, record(f"task:job:{n}"))
     assert len(await stores[-1].list_instances()) == len(stores)
+
+
+async def test_a_schema_of_the_first_version_is_migrated_on_open(make: Make, schema: str) -> None:
+    """A schema made by a release before ``claim_many`` keeps its data and gains it."""
+    first = make()
+    await first.open()
+    await put(first, record(state='"kept"'))
+    await first.close()
+    query(sql.SQL("DROP FUNCTION {}").format(sql.Identifier(schema, "claim_many")))
+    query(
+        sql.SQL("DELETE FROM {} WHERE version > 1").format(sql.Identifier(schema, "schema_version"))
+    )
+    upgraded = make()
+    await upgraded.open()
+    taken = await claim(upgraded, "task:job:a")
+    assert taken.record is not None
+    assert taken.record.state == '"kept"'
+    versions = query(
+        sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(schema, "schema_version"))
+    )
+    assert versions == [(LATEST,)]
 
 
 async def test_a_claim_is_exclusive_across_stores(make: Make) -> None:
