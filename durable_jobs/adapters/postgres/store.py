@@ -53,6 +53,7 @@ from .queries import Queries, to_record
 from .schema import migrate
 
 T = TypeVar("T")
+R = TypeVar("R")
 Connection = psycopg.Connection[TupleRow]
 Pool = ConnectionPool[Connection]
 Work = Callable[[Connection], T]
@@ -86,6 +87,31 @@ def run(pool: Pool, work: Work[T]) -> T:
                 # drop the other dead ones now rather than one per retry.
                 pool.check()
             raise
+
+
+def together(
+    pool: Pool, work: Callable[[list[T], Connection], list[R]], items: list[T]
+) -> list[R | Exception]:
+    """Outcomes of ``items`` applied by one ``work`` call (on an executor thread).
+
+    A transient fault fails them all, and each caller retries. Any other error (a
+    value the server refuses, an instance claimed twice in one batch) sends each item
+    on its own, so that one bad item does not sink the others of its batch.
+    """
+    try:
+        return list(run(pool, partial(work, items)))
+    except TRANSIENT:
+        raise
+    except psycopg.Error:
+        if len(items) == 1:
+            raise
+    outcomes: list[R | Exception] = []
+    for item in items:
+        try:
+            outcomes.append(run(pool, partial(work, [item]))[0])
+        except psycopg.Error as exc:
+            outcomes.append(exc)
+    return outcomes
 
 
 @attrs.frozen
@@ -188,8 +214,8 @@ class PostgresStore:
         # Per kind, one batch in flight while the next gathers: more lanes make smaller
         # batches, which cost more CPU per call than the parallelism gives back.
         lanes = max(1, min(2, self._max_size // 3))
-        group = GroupCommit(partial(self._apply_commits, pool), executor, lanes=lanes)
-        claims = GroupCommit(partial(self._apply_claims, pool), executor, lanes=lanes)
+        group = GroupCommit(partial(together, pool, self._commit_batch), executor, lanes=lanes)
+        claims = GroupCommit(partial(together, pool, self._claim_many), executor, lanes=lanes)
         listener = Listener(self._dsn, self._channel, self._origin, self._wakeup)
         listener.start()
         if not listener.wait_listening(LISTEN_TIMEOUT):
@@ -244,28 +270,6 @@ class PostgresStore:
             instance_id=instance_id, owner=owner, token=ask.token, expires_at=until, record=record
         )
 
-    def _apply_claims(self, pool: Pool, asks: list[_Ask]) -> list[Taken | Exception]:
-        """Outcomes of a batch of claims taken by one ``claim_many`` call (on an
-        executor thread); an instance asked for twice makes each go alone."""
-        if len(asks) > 1 and len({a.instance_id for a in asks}) < len(asks):
-            return [self._claim_alone(pool, ask) for ask in asks]
-        try:
-            return list(run(pool, partial(self._claim_many, asks)))
-        except TRANSIENT:
-            raise
-        except psycopg.Error:
-            if len(asks) == 1:
-                raise
-        return [self._claim_alone(pool, ask) for ask in asks]
-
-    def _claim_alone(self, pool: Pool, ask: _Ask) -> Taken | Exception:
-        try:
-            return run(pool, partial(self._claim_many, [ask]))[0]
-        except TRANSIENT:
-            raise
-        except psycopg.Error as exc:
-            return exc
-
     def _claim_many(self, asks: list[_Ask], conn: Connection) -> list[Taken]:
         params = {
             "ids": [a.instance_id for a in asks],
@@ -313,24 +317,6 @@ class PostgresStore:
         if done and _wakes(commit):
             self._wakeup.fire()
         return done
-
-    def _apply_commits(self, pool: Pool, commits: list[Commit]) -> list[bool | Exception]:
-        """Outcomes of a batch of commits sharing one transaction (on an executor thread)."""
-        try:
-            return list(run(pool, partial(self._commit_batch, commits)))
-        except TRANSIENT:
-            raise  # every commit of the batch retries on its own
-        except psycopg.Error:
-            if len(commits) == 1:
-                raise
-        # One bad commit must not sink the others of its batch: each goes alone.
-        return [self._apply_alone(pool, commit) for commit in commits]
-
-    def _apply_alone(self, pool: Pool, commit: Commit) -> bool | Exception:
-        try:
-            return run(pool, partial(self._commit_batch, [commit]))[0]
-        except psycopg.Error as exc:
-            return exc
 
     def _commit_batch(self, commits: list[Commit], conn: Connection) -> list[bool]:
         if _usual(commits):
