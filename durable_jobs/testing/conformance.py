@@ -190,6 +190,28 @@ async def test_an_alarm_whose_claim_expired_is_delivered_again(store: Any) -> No
     assert await store.claim_due(T0 + 1, 10, "w2", T0 + 1 + LEASE) == []
     again = await store.claim_due(T0 + LEASE + 1, 10, "w2", T0 + 2 * LEASE + 1)
     assert [c.instance_id for c in again] == ["task:job:a"]
+    # The first delivery's claim is fenced out; the second's commits.
+    moved = record("task:job:a", alarm_at=T0 + 90)
+    assert not await store.commit(Commit(claim=first[0], record=moved))
+    assert await store.commit(Commit(claim=again[0], record=moved))
+    assert await store.read("task:job:a") == moved
+
+
+async def test_claims_taken_together_each_fence_their_own_commit(store: Any) -> None:
+    for n in range(20):
+        await put(store, record(f"task:job:{n:02}", alarm_at=T0))
+    due = await store.claim_due(T0, 20, "w1", T0 + LEASE)
+    assert len({c.token for c in due}) == 20
+    forged = [attrs.evolve(c, token=due[(n + 1) % 20].token) for n, c in enumerate(due)]
+    done = record("task:job:x", alarm_at=None)
+    for claim in forged:
+        assert not await store.commit(
+            Commit(claim=claim, record=attrs.evolve(done, instance_id=claim.instance_id))
+        )
+    for claim in due:
+        assert await store.commit(
+            Commit(claim=claim, record=attrs.evolve(done, instance_id=claim.instance_id))
+        )
 
 
 async def test_commit_moves_the_alarm(store: Any) -> None:

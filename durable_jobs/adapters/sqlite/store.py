@@ -11,6 +11,7 @@ Connections are never shared across ``fork()``.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import threading
@@ -326,6 +327,21 @@ _DUE_SQL = (
 )
 
 
+# The SELECT has a WHERE clause, as an upsert from a SELECT must; the claim's token is
+# 128 random bits, like ``uuid4().hex`` in ``_claim``.
+_CLAIM_DUE_SQL = (
+    "INSERT INTO claims (instance_id, owner, token, expires_at) "
+    "SELECT instance_id, ?3, lower(hex(randomblob(16))), ?4 FROM instances i "
+    "WHERE alarm_at IS NOT NULL AND alarm_at <= ?1 AND NOT EXISTS "
+    "(SELECT 1 FROM claims c WHERE c.instance_id = i.instance_id AND c.expires_at > ?1) "
+    "ORDER BY alarm_at, instance_id LIMIT ?2 "
+    "ON CONFLICT (instance_id) DO UPDATE SET owner = excluded.owner, "
+    "token = excluded.token, expires_at = excluded.expires_at "
+    "WHERE claims.expires_at <= ?1 "
+    "RETURNING instance_id, token"
+)
+
+
 def _claim(
     conn: sqlite3.Connection, instance_id: str, owner: str, now: float, until: float
 ) -> Claim | None:
@@ -351,8 +367,30 @@ def _claim(
 def _claim_due(
     conn: sqlite3.Connection, now: float, limit: int, owner: str, until: float
 ) -> list[Claim]:
-    due = [row[0] for row in conn.execute(_DUE_SQL, (now, now, limit))]
-    return [c for c in (_claim(conn, i, owner, now, until) for i in due) if c is not None]
+    # Set-based: one statement claims them all, one reads their records back.
+    taken = dict(conn.execute(_CLAIM_DUE_SQL, (now, limit, owner, until)).fetchall())
+    if not taken:
+        return []
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM instances WHERE instance_id IN "  # noqa: S608 - constant
+        "(SELECT value FROM json_each(?))",
+        (json.dumps(list(taken)),),
+    ).fetchall()
+    records = sorted(map(InstanceRecord.from_row, rows), key=_due_order)
+    return [
+        Claim(
+            instance_id=r.instance_id,
+            owner=owner,
+            token=taken[r.instance_id],
+            expires_at=until,
+            record=r,
+        )
+        for r in records
+    ]
+
+
+def _due_order(record: InstanceRecord) -> tuple[float, str]:
+    return (record.alarm_at or 0.0, record.instance_id)
 
 
 def _release(conn: sqlite3.Connection, claim: Claim) -> bool:
