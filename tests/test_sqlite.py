@@ -131,6 +131,17 @@ async def test_default_storage_is_sqlite_overridable_by_environment(
     assert create_durable_jobs({"notes": notes}).storage_url == "memory://"
 
 
+async def test_an_sqlite_library_without_upserts_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 22, 0))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.22.0")
+    store = SQLiteStore(str(tmp_path / "old.db"))
+    with pytest.raises(StorageError, match=r"SQLite 3\.22\.0 is too old.*3\.24\.0 or newer"):
+        await store.open()
+    assert not (tmp_path / "old.db").exists()
+
+
 def test_synchronous_level_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="synchronous"):
         SQLiteStore(str(tmp_path / "x.db"), synchronous="SOMETIMES")

@@ -11,7 +11,6 @@ Connections are never shared across ``fork()``.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 import threading
@@ -36,6 +35,7 @@ from .schema import migrate
 from .writer import Busy, Writer
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_OLDEST = (3, 24, 0)  # upserts (INSERT … ON CONFLICT DO UPDATE)
 _COLUMNS = INSTANCE_COLUMNS
 
 
@@ -141,6 +141,12 @@ class SQLiteStore:
 
     async def open(self) -> None:
         def setup() -> None:
+            if sqlite3.sqlite_version_info < _OLDEST:
+                raise StorageError(
+                    f"SQLite {sqlite3.sqlite_version} is too old: durable-jobs needs "
+                    f"{'.'.join(map(str, _OLDEST))} or newer (Python's sqlite3 module "
+                    "uses the library it was built with)"
+                )
             directory = os.path.dirname(os.path.abspath(self.path))
             if not os.path.isdir(directory):
                 raise StorageError(f"cannot open {self.path!r}: directory {directory!r} missing")
@@ -319,26 +325,19 @@ class SQLiteStore:
         return int(self._read("data version", "PRAGMA data_version")[0][0])
 
 
-_DUE_SQL = (
-    "SELECT instance_id FROM instances i "
-    "WHERE alarm_at IS NOT NULL AND alarm_at <= ? AND NOT EXISTS "
+_DUE_WHERE = (
+    "FROM instances i WHERE alarm_at IS NOT NULL AND alarm_at <= ? AND NOT EXISTS "
     "(SELECT 1 FROM claims c WHERE c.instance_id = i.instance_id AND c.expires_at > ?) "
     "ORDER BY alarm_at, instance_id LIMIT ?"
 )
+_DUE_SQL = f"SELECT instance_id {_DUE_WHERE}"
+_DUE_RECORDS_SQL = f"SELECT {_COLUMNS} {_DUE_WHERE}"
 
-
-# The SELECT has a WHERE clause, as an upsert from a SELECT must; the claim's token is
-# 128 random bits, like ``uuid4().hex`` in ``_claim``.
-_CLAIM_DUE_SQL = (
-    "INSERT INTO claims (instance_id, owner, token, expires_at) "
-    "SELECT instance_id, ?3, lower(hex(randomblob(16))), ?4 FROM instances i "
-    "WHERE alarm_at IS NOT NULL AND alarm_at <= ?1 AND NOT EXISTS "
-    "(SELECT 1 FROM claims c WHERE c.instance_id = i.instance_id AND c.expires_at > ?1) "
-    "ORDER BY alarm_at, instance_id LIMIT ?2 "
+_CLAIM_SQL = (
+    "INSERT INTO claims (instance_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (instance_id) DO UPDATE SET owner = excluded.owner, "
     "token = excluded.token, expires_at = excluded.expires_at "
-    "WHERE claims.expires_at <= ?1 "
-    "RETURNING instance_id, token"
+    "WHERE claims.expires_at <= ?"
 )
 
 
@@ -346,13 +345,7 @@ def _claim(
     conn: sqlite3.Connection, instance_id: str, owner: str, now: float, until: float
 ) -> Claim | None:
     token = uuid.uuid4().hex
-    taken = conn.execute(
-        "INSERT INTO claims (instance_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
-        "ON CONFLICT (instance_id) DO UPDATE SET owner = excluded.owner, "
-        "token = excluded.token, expires_at = excluded.expires_at "
-        "WHERE claims.expires_at <= ?",
-        (instance_id, owner, token, until, now),
-    ).rowcount
+    taken = conn.execute(_CLAIM_SQL, (instance_id, owner, token, until, now)).rowcount
     if not taken:
         return None
     return Claim(
@@ -367,30 +360,25 @@ def _claim(
 def _claim_due(
     conn: sqlite3.Connection, now: float, limit: int, owner: str, until: float
 ) -> list[Claim]:
-    # Set-based: one statement claims them all, one reads their records back.
-    taken = dict(conn.execute(_CLAIM_DUE_SQL, (now, limit, owner, until)).fetchall())
-    if not taken:
-        return []
-    rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM instances WHERE instance_id IN "  # noqa: S608 - constant
-        "(SELECT value FROM json_each(?))",
-        (json.dumps(list(taken)),),
-    ).fetchall()
-    records = sorted(map(InstanceRecord.from_row, rows), key=_due_order)
-    return [
+    # Two statements for the whole batch. Inside this write transaction nothing else
+    # can claim or change the rows read, so every claim of the batch is taken.
+    records = [
+        InstanceRecord.from_row(row)
+        for row in conn.execute(_DUE_RECORDS_SQL, (now, now, limit)).fetchall()
+    ]
+    batch = uuid.uuid4().hex
+    claims = [
         Claim(
             instance_id=r.instance_id,
             owner=owner,
-            token=taken[r.instance_id],
+            token=f"{batch}.{n}",
             expires_at=until,
             record=r,
         )
-        for r in records
+        for n, r in enumerate(records)
     ]
-
-
-def _due_order(record: InstanceRecord) -> tuple[float, str]:
-    return (record.alarm_at or 0.0, record.instance_id)
+    conn.executemany(_CLAIM_SQL, [(c.instance_id, owner, c.token, until, now) for c in claims])
+    return claims
 
 
 def _release(conn: sqlite3.Connection, claim: Claim) -> bool:
