@@ -1,4 +1,5 @@
-"""Commits that finish together share a transaction on SQLite, each still fenced."""
+"""SQLite group commit: writes queued together share a transaction on their event loop,
+each still fenced, and durable ones share an fsync that comes before their answer."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from durable_jobs import StorageError
 from durable_jobs.adapters.records import Claim, Commit
-from durable_jobs.adapters.sqlite import SQLiteStore
+from durable_jobs.adapters.sqlite import SQLiteStore, syncer
 from durable_jobs.adapters.sqlite.inflight import InFlight
 from durable_jobs.testing.conformance import LEASE, T0, record
 
@@ -49,9 +53,9 @@ class TracedStore(SQLiteStore):
         return conn
 
 
-async def running(tmp_path: Path) -> TracedStore:
+async def running(tmp_path: Path, **options: Any) -> TracedStore:
     """An open store whose writer thread has started, its transactions not counted."""
-    store = TracedStore(str(tmp_path / "g.db"))
+    store = TracedStore(str(tmp_path / "g.db"), **options)
     await store.open()
     await store.release(Claim(instance_id="task:job:x", owner="w", token="t", expires_at=T0))
     store.commits.clear()
@@ -70,11 +74,12 @@ async def test_concurrent_claims_and_commits_share_transactions(tmp_path: Path) 
     assert applied == [True] * 50
     assert 1 <= claim_transactions < 10
     assert 1 <= len(store.commits) < 10
+    assert set(store.commits) == {threading.get_ident()}  # on the loop: no thread hop
 
 
 async def test_producers_calling_one_after_another_share_transactions(tmp_path: Path) -> None:
     """Sixteen tasks, each making calls in turn (claim, then commit), as a service's
-    request handlers do: their writes must keep meeting in the writer's batches."""
+    request handlers do: their writes must keep meeting in the loop's batches."""
     store = await running(tmp_path)
 
     async def producer(k: int) -> None:
@@ -114,6 +119,139 @@ async def test_a_lone_write_waits_for_another_process_without_blocking_the_loop(
     other.execute("COMMIT")  # only this loop running lets the claim finish
     assert await asyncio.wait_for(claiming, 10) is not None
     other.close()
+    await store.close()
+
+
+async def test_writes_queued_together_wait_for_a_lock_held_elsewhere_off_the_loop(
+    tmp_path: Path,
+) -> None:
+    store = await running(tmp_path, busy_timeout=600)  # a blocked loop would hang the test
+    other = sqlite3.connect(tmp_path / "g.db", isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")
+    claiming = asyncio.gather(
+        *(store.claim(f"task:job:{n}", "w", T0, T0 + LEASE) for n in range(10))
+    )
+    await asyncio.sleep(0)  # the claims are under way; a blocked loop would not get here
+    await asyncio.sleep(0)
+    assert not claiming.done()
+    other.execute("COMMIT")
+    claims = await asyncio.wait_for(claiming, 10)
+    other.close()
+    await store.close()
+    assert all(c is not None for c in claims)
+    assert store.commits
+    assert threading.get_ident() not in store.commits  # applied by the writer thread
+
+
+async def test_a_write_failing_in_a_batch_fails_alone(tmp_path: Path) -> None:
+    store = await running(tmp_path)
+    writer = store._get_writer()
+
+    def add(n: int) -> Any:
+        return lambda conn: conn.execute("INSERT INTO outbox (event) VALUES (?)", (str(n),))
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+    writes = [add(0), broken, add(1), add(2)]
+    outcomes = await asyncio.gather(
+        *(writer.write(w, durable=True, alone=False) for w in writes), return_exceptions=True
+    )
+    events = [e.event for e in await store.take_outbox(10)]
+    await store.close()
+    assert isinstance(outcomes[1], StorageError)
+    assert "no_such_table" in str(outcomes[1])
+    assert [isinstance(o, BaseException) for o in outcomes] == [False, True, False, False]
+    assert events == ["0", "1", "2"]
+
+
+class Fsyncs:
+    """Stands in for the fsync of the WAL: counts calls, holds them while ``hold`` is
+    clear, fails them with ``error``."""
+
+    def __init__(self, real: Any) -> None:
+        self.real, self.calls = real, 0
+        self.hold, self.entered = threading.Event(), threading.Event()
+        self.hold.set()
+        self.error: OSError | None = None
+
+    def __call__(self, fd: int) -> None:
+        self.entered.set()
+        self.hold.wait(10)
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+        self.real(fd)
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> Fsyncs:
+    stand_in = Fsyncs(syncer._sync)
+    monkeypatch.setattr(syncer, "_sync", stand_in)
+    return stand_in
+
+
+async def held(store: SQLiteStore, count: int) -> list[Claim]:
+    claims = await asyncio.gather(
+        *(store.claim(f"task:job:{n}", "w", T0, T0 + LEASE) for n in range(count))
+    )
+    assert all(c is not None for c in claims)
+    return [c for c in claims if c is not None]
+
+
+async def test_durable_writes_are_answered_only_after_an_fsync_covers_them(
+    tmp_path: Path, fsyncs: Fsyncs
+) -> None:
+    store = await running(tmp_path)
+    claims = await held(store, 10)
+    fsyncs.hold.clear()
+    fsyncs.entered.clear()
+    before = fsyncs.calls
+    committing = asyncio.gather(
+        *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims)
+    )
+    assert await asyncio.to_thread(fsyncs.entered.wait, 10)
+    # Committed (another connection sees the rows), not yet answered: the fsync holds.
+    other = sqlite3.connect(tmp_path / "g.db")
+    visible = other.execute("SELECT count(*) FROM instances").fetchone()[0]
+    other.close()
+    assert visible == 10
+    assert not committing.done()
+    fsyncs.hold.set()
+    applied = await asyncio.wait_for(committing, 10)
+    await store.close()
+    assert applied == [True] * 10
+    assert 1 <= fsyncs.calls - before <= 2  # one fsync for the batch (two at most)
+
+
+async def test_a_lone_durable_write_is_fsynced_on_the_callers_thread(
+    tmp_path: Path, fsyncs: Fsyncs
+) -> None:
+    store = await running(tmp_path)
+    threads: list[int] = []
+    real = fsyncs.real
+    fsyncs.real = lambda fd: (threads.append(threading.get_ident()), real(fd))
+    [taken] = await held(store, 1)
+    assert threads == []  # a claim needs no fsync
+    assert await store.commit(Commit(claim=taken, record=record(taken.instance_id)))
+    await store.close()
+    assert threads == [threading.get_ident()]
+
+
+async def test_after_a_failed_fsync_no_durable_write_is_made(
+    tmp_path: Path, fsyncs: Fsyncs
+) -> None:
+    store = await running(tmp_path)
+    claims = await held(store, 4)
+    fsyncs.error = OSError(5, "Input/output error")
+    failed = await asyncio.gather(
+        *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims[:3]),
+        return_exceptions=True,
+    )
+    assert all(isinstance(f, StorageError) and "fsync" in str(f) for f in failed)
+    with pytest.raises(StorageError, match="fsync"):
+        await store.commit(Commit(claim=claims[3], record=record(claims[3].instance_id)))
+    assert await store.read(claims[3].instance_id) is None
     await store.close()
 
 

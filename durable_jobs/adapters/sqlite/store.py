@@ -2,9 +2,9 @@
 
 WAL journal; ``synchronous=FULL`` by default so that an acknowledged call survives
 power loss (``NORMAL`` trades the last moments before a power cut for speed;
-a process crash loses nothing either way). Concurrent writes go through one writer
-thread per process (group commit), a lone write runs on its caller's thread
-(``writer.py``); reads use one connection per thread and never wait for a writer.
+a process crash loses nothing either way). Writes queued together share a
+transaction on their event loop and an fsync off it (``writer.py``, ``syncer.py``);
+reads use one connection per thread and never wait for a writer.
 Connections are never shared across ``fork()``.
 """
 
@@ -108,7 +108,10 @@ class SQLiteStore:
         with self._lock:
             if self._writer is None or self._writer_pid != os.getpid():
                 self._writer = Writer(
-                    self._connect, self.retry, adaptive=self.synchronous == "FULL"
+                    self._connect,
+                    self.retry,
+                    adaptive=self.synchronous == "FULL",
+                    wal_path=self.path + "-wal",
                 )
                 self._writer_pid = os.getpid()
             return self._writer
@@ -130,12 +133,7 @@ class SQLiteStore:
             raise StorageError(f"{what} failed: {exc}") from exc
 
     async def _write(self, write: Any, *, durable: bool, alone: bool = False) -> Any:
-        writer = self._get_writer()
-        if alone:
-            done, result = writer.try_direct(write, durable=durable)
-            if done:
-                return result
-        return await writer.submit(write, durable=durable)
+        return await self._get_writer().write(write, durable=durable, alone=alone)
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -1,0 +1,130 @@
+"""One fsync of the WAL for many transactions: the group commit of durability.
+
+With ``synchronous=FULL``, SQLite syncs the WAL inside every ``COMMIT``, and a
+transaction is answered only after. ``NORMAL`` writes the same frames without that
+sync (checkpoints still sync as they must). The writer commits at ``NORMAL`` and
+syncs the WAL file itself before answering: the same guarantee as ``FULL``, but
+the fsync runs off the event loop and covers every transaction committed before
+it started, however many.
+
+A committed transaction is visible to other connections a moment before it is on
+disk; it is only answered once it is, so a power cut in between loses only writes
+nobody was told about. An fsync that fails leaves the page cache in doubt, so every
+durable write after it fails too, until the store is reopened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ...errors import StorageError
+
+_sync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+Answer = Callable[[BaseException | None], None]
+
+
+class Syncer:
+    """Counts the transactions committed without a sync; makes them durable."""
+
+    def __init__(self, wal_path: str) -> None:
+        self._fd = os.open(wal_path, os.O_RDONLY)
+        self._cond = threading.Condition()
+        self._committed = 0  # transactions counted so far
+        self._synced = 0  # all of those up to this one are on disk
+        self._failed: StorageError | None = None
+        self._waiting: list[tuple[int, Answer]] = []
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="durable-jobs-fsync", daemon=True)
+        self._thread.start()
+
+    def check(self) -> None:
+        """Raise if an fsync has failed: nothing durable may be written any more."""
+        if self._failed is not None:
+            raise self._failed
+
+    def committed(self) -> int:
+        """Count a transaction just committed (in commit order: under the writer's
+        gate); returns the generation to wait for."""
+        with self._cond:
+            self._committed += 1
+            return self._committed
+
+    def sync(self, generation: int) -> None:
+        """Make ``generation`` durable on the caller's thread."""
+        with self._cond:
+            if self._synced >= generation:
+                return
+            target = self._committed
+        self._fsync()
+        with self._cond:
+            self._synced = max(self._synced, target)
+
+    def after_sync(self, generation: int, answer: Answer) -> None:
+        """Call ``answer`` (from the sync thread) once ``generation`` is durable, with
+        the error instead if the fsync failed."""
+        with self._cond:
+            if self._synced >= generation:
+                done = True
+            else:
+                done = False
+                self._waiting.append((generation, answer))
+                self._cond.notify()
+        if done:
+            answer(None)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=10)
+        os.close(self._fd)
+
+    def _fsync(self) -> None:
+        self.check()
+        try:
+            _sync(self._fd)
+        except OSError as exc:
+            self._failed = StorageError(
+                f"fsync of the SQLite WAL failed ({exc}); reopen the store once the disk is fixed"
+            )
+            raise self._failed from exc
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._waiting and not self._stopping:
+                    self._cond.wait()
+                if not self._waiting:
+                    return
+                target = self._committed
+            error: StorageError | None = None
+            try:
+                self._fsync()
+            except StorageError as exc:
+                error = exc
+            with self._cond:
+                if error is None:
+                    self._synced = max(self._synced, target)
+                done = [a for g, a in self._waiting if g <= target]
+                self._waiting = [(g, a) for g, a in self._waiting if g > target]
+            for answer in done:
+                answer(error)
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, call: Callable[..., Any], *args: Any) -> None:
+    """``call(*args)`` on ``loop``: now if this thread runs it, else at its next turn."""
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        call(*args)
+        return
+    with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
+        loop.call_soon_threadsafe(call, *args)
