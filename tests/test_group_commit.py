@@ -4,6 +4,7 @@ each still fenced, and durable ones share an fsync that comes before their answe
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -272,3 +273,86 @@ def test_claims_forgotten_by_their_holder_stop_counting_once_expired() -> None:
     with flight.asking():
         assert not flight.alone()
     assert flight.alone()
+
+
+async def test_a_claim_waits_for_the_fsync_of_commits_it_may_have_read(
+    tmp_path: Path, fsyncs: Fsyncs
+) -> None:
+    """A claim reads what commits left; acting on a commit that a power cut could
+    still take back must wait until that commit is on disk."""
+    store = await running(tmp_path)
+    claims = await held(store, 3)
+    fsyncs.hold.clear()
+    fsyncs.entered.clear()
+    committing = asyncio.gather(
+        *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims[:2])
+    )
+    assert await asyncio.to_thread(fsyncs.entered.wait, 10)
+    claiming = asyncio.ensure_future(store.claim("task:job:next", "w", T0, T0 + LEASE))
+    for _ in range(5):  # turns enough to apply the claim, which the loop does at once
+        await asyncio.sleep(0)
+    assert store.commits[-1] == threading.get_ident()  # the claim is committed …
+    assert not claiming.done()  # … and not answered while the commits are not on disk
+    fsyncs.hold.set()
+    assert await asyncio.wait_for(claiming, 10) is not None
+    assert await asyncio.wait_for(committing, 10) == [True, True]
+    await store.close()
+
+
+async def test_a_claim_after_another_processs_commit_waits_for_an_fsync(
+    tmp_path: Path, fsyncs: Fsyncs
+) -> None:
+    """Another process may have committed without syncing (its loop's batch, waiting
+    for its fsync): a claim that may read it syncs the WAL first."""
+    store = await running(tmp_path)
+    await held(store, 1)  # the store has looked at the database
+    other = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    other.execute("PRAGMA synchronous = NORMAL")
+    other.execute("INSERT INTO outbox (event) VALUES ('x')")
+    other.close()
+    before = fsyncs.calls
+    assert await store.claim("task:job:b", "w", T0, T0 + LEASE) is not None
+    after_other = fsyncs.calls - before
+    assert await store.claim("task:job:c", "w", T0, T0 + LEASE) is not None
+    await store.close()
+    assert after_other == 1
+    assert fsyncs.calls - before == 1  # nothing new committed elsewhere: no fsync
+
+
+async def test_the_wal_synced_is_the_one_sqlite_writes_through_a_symbolic_link(
+    tmp_path: Path, fsyncs: Fsyncs
+) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    store = SQLiteStore(str(tmp_path / "link" / "g.db"))
+    await store.open()
+    claims = await held(store, 2)
+    applied = await asyncio.gather(
+        *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims)
+    )
+    syncer_ = store._get_writer()._syncer
+    assert syncer_ is not None
+    synced = os.path.realpath(f"/proc/self/fd/{syncer_._fd}")
+    await store.close()
+    assert applied == [True, True]
+    assert synced == str((tmp_path / "real" / "g.db-wal").resolve())
+
+
+async def test_after_a_failed_fsync_the_writer_thread_makes_no_durable_write(
+    tmp_path: Path, fsyncs: Fsyncs
+) -> None:
+    store = await running(tmp_path)
+    claims = await held(store, 2)
+    fsyncs.error = OSError(5, "Input/output error")
+    await asyncio.gather(
+        *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims),
+        return_exceptions=True,
+    )
+
+    def add(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO outbox (event) VALUES ('late')")
+
+    with pytest.raises(StorageError, match="fsync"):
+        await store._get_writer().submit(add, durable=True)
+    assert await store.take_outbox(10) == []
+    await store.close()

@@ -108,10 +108,7 @@ class SQLiteStore:
         with self._lock:
             if self._writer is None or self._writer_pid != os.getpid():
                 self._writer = Writer(
-                    self._connect,
-                    self.retry,
-                    adaptive=self.synchronous == "FULL",
-                    wal_path=self.path + "-wal",
+                    self._connect, self.retry, adaptive=self.synchronous == "FULL"
                 )
                 self._writer_pid = os.getpid()
             return self._writer

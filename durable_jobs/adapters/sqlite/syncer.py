@@ -8,9 +8,10 @@ the fsync runs off the event loop and covers every transaction committed before
 it started, however many.
 
 A committed transaction is visible to other connections a moment before it is on
-disk; it is only answered once it is, so a power cut in between loses only writes
-nobody was told about. An fsync that fails leaves the page cache in doubt, so every
-durable write after it fails too, until the store is reopened.
+disk. It is only answered once it is, and so is a claim that may have read it (the
+writer's ``_barrier``): a power cut in between loses only writes nobody was told
+about, and no handler ran on them. An fsync that fails leaves the page cache in
+doubt, so every durable write after it fails too, until the store is reopened.
 """
 
 from __future__ import annotations
@@ -34,26 +35,44 @@ class Syncer:
 
     def __init__(self, wal_path: str) -> None:
         self._fd = os.open(wal_path, os.O_RDONLY)
+        try:
+            # The WAL may be new: its directory entry must reach the disk too.
+            directory = os.open(os.path.dirname(wal_path) or ".", os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._cond = threading.Condition()
         self._committed = 0  # transactions counted so far
         self._synced = 0  # all of those up to this one are on disk
-        self._failed: StorageError | None = None
+        self._failure: str | None = None
         self._waiting: list[tuple[int, Answer]] = []
         self._stopping = False
         self._thread = threading.Thread(target=self._run, name="durable-jobs-fsync", daemon=True)
         self._thread.start()
 
     def check(self) -> None:
-        """Raise if an fsync has failed: nothing durable may be written any more."""
-        if self._failed is not None:
-            raise self._failed
+        """Raise if an fsync has failed, or the store closed: nothing durable may be
+        written any more."""
+        if self._failure is not None:
+            raise StorageError(self._failure)
 
     def committed(self) -> int:
         """Count a transaction just committed (in commit order: under the writer's
-        gate); returns the generation to wait for."""
+        gate), or a barrier: what another process committed unsynced. Returns the
+        generation to wait for."""
         with self._cond:
             self._committed += 1
             return self._committed
+
+    def unsynced(self) -> int:
+        """The generation to wait for before acting on what was read: 0 when every
+        transaction counted is on disk."""
+        with self._cond:
+            return self._committed if self._committed > self._synced else 0
 
     def sync(self, generation: int) -> None:
         """Make ``generation`` durable on the caller's thread."""
@@ -61,8 +80,7 @@ class Syncer:
             if self._synced >= generation:
                 return
             target = self._committed
-        self._fsync()
-        with self._cond:
+            self._fsync()  # under the lock: the syncer thread must not close the file
             self._synced = max(self._synced, target)
 
     def after_sync(self, generation: int, answer: Answer) -> None:
@@ -70,51 +88,56 @@ class Syncer:
         the error instead if the fsync failed."""
         with self._cond:
             if self._synced >= generation:
-                done = True
+                error = None
+            elif self._failure is not None:
+                error = StorageError(self._failure)
             else:
-                done = False
                 self._waiting.append((generation, answer))
                 self._cond.notify()
-        if done:
-            answer(None)
+                return
+        answer(error)
 
     def stop(self) -> None:
         with self._cond:
             self._stopping = True
             self._cond.notify()
         self._thread.join(timeout=10)
-        os.close(self._fd)
 
     def _fsync(self) -> None:
         self.check()
         try:
             _sync(self._fd)
         except OSError as exc:
-            self._failed = StorageError(
+            self._failure = (
                 f"fsync of the SQLite WAL failed ({exc}); reopen the store once the disk is fixed"
             )
-            raise self._failed from exc
+            raise StorageError(self._failure) from exc
 
     def _run(self) -> None:
-        while True:
+        try:
+            while True:
+                with self._cond:
+                    while not self._waiting and not self._stopping:
+                        self._cond.wait()
+                    if not self._waiting:
+                        return
+                    target = self._committed
+                error: StorageError | None = None
+                try:
+                    self._fsync()
+                except StorageError as exc:
+                    error = exc
+                with self._cond:
+                    if error is None:
+                        self._synced = max(self._synced, target)
+                    done = [a for g, a in self._waiting if g <= target or error is not None]
+                    self._waiting = [w for w in self._waiting if w[0] > target and error is None]
+                for answer in done:
+                    answer(error)
+        finally:
             with self._cond:
-                while not self._waiting and not self._stopping:
-                    self._cond.wait()
-                if not self._waiting:
-                    return
-                target = self._committed
-            error: StorageError | None = None
-            try:
-                self._fsync()
-            except StorageError as exc:
-                error = exc
-            with self._cond:
-                if error is None:
-                    self._synced = max(self._synced, target)
-                done = [a for g, a in self._waiting if g <= target]
-                self._waiting = [(g, a) for g, a in self._waiting if g > target]
-            for answer in done:
-                answer(error)
+                self._failure = self._failure or "the store was closed"
+                os.close(self._fd)
 
 
 def on_loop(loop: asyncio.AbstractEventLoop, call: Callable[..., Any], *args: Any) -> None:

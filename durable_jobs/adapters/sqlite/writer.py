@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import queue
 import sqlite3
 import threading
@@ -94,20 +95,19 @@ class Writer:
     """Applies this process's writes to one store (see the module's docstring)."""
 
     def __init__(
-        self,
-        connect: Callable[[], sqlite3.Connection],
-        retry: StorageRetry,
-        *,
-        adaptive: bool,
-        wal_path: str,
+        self, connect: Callable[[], sqlite3.Connection], retry: StorageRetry, *, adaptive: bool
     ) -> None:
         self._connect = connect
         self._retry = retry
         # FULL: the loop's transactions commit at NORMAL and the syncer makes them
-        # durable. Any other level the store was given is kept as it is.
-        self._adaptive = adaptive
-        self._wal_path = wal_path
+        # durable. Any other level the store was given is kept as it is. (Not on
+        # Windows, which cannot fsync a file opened for reading.)
+        self._adaptive = adaptive and os.name == "posix"
+        self._wal_path = ""  # where SQLite puts it: symbolic links resolved
         self._syncer: Syncer | None = None
+        self._seen_version = 0  # PRAGMA data_version, as the loop's connection last saw it
+        self._thread_version = 0  # and as the writer thread's did
+        self._stopped = False
         # Held while either connection is in a transaction, so that a write on an
         # event loop never waits behind the writer thread's.
         self._gate = threading.Lock()
@@ -142,14 +142,32 @@ class Writer:
         """Apply ``write`` on the writer thread, which waits for the lock if it must."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._queue.put(_Pending(write, durable, loop, future))
+        self._enqueue([_Pending(write, durable, loop, future)])
         return await future
 
     def stop(self) -> None:
+        with self._gate:
+            self._stopped = True  # no more writes on a loop: they would not be synced
         self._queue.put(None)
         self._thread.join(timeout=10)
         if self._syncer is not None:
             self._syncer.stop()
+        late = []  # queued while stopping, after the thread's last batch
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                late.append(item)
+        self._enqueue(late)
+
+    def _enqueue(self, batch: list[_Pending]) -> None:
+        if self._stopped:
+            _settle(batch, [None] * len(batch), StorageError("the SQLite store was closed"))
+            return
+        for item in batch:
+            self._queue.put(item)
 
     # -- on the event loop -----------------------------------------------------
 
@@ -162,36 +180,57 @@ class Writer:
             yield None
             return
         try:
-            yield direct if self._direct is direct else None  # else closed by stop()
+            # Else closed, or closing: stop() holds the gate to say so.
+            yield direct if self._direct is direct and not self._stopped else None
         finally:
             self._gate.release()
 
     def _apply_alone(self, direct: _Connection, write: Write, durable: bool) -> Any:
-        deferred = durable and self._adaptive
-        if deferred:
-            self._get_syncer().check()
         try:
-            result = direct.run([write], durable=durable and not deferred)[0]
-        except Busy:
+            if durable and self._adaptive:
+                self._get_syncer().check()
+            result = direct.run([write], durable=durable)[0]
+        except (Busy, StorageError):
             raise
         except Exception as exc:
             raise StorageError(f"sqlite write failed: {exc}") from exc
-        if deferred:
-            syncer = self._get_syncer()
-            syncer.sync(syncer.committed())
+        generation = self._barrier(direct, durable)
+        if generation:
+            self._get_syncer().sync(generation)
         return result
+
+    def _barrier(self, direct: _Connection, durable: bool) -> int:
+        """After a transaction on the loop's connection: the generation its answer
+        must wait for (0: none). A durable one waits for its own fsync. Any other
+        waits only if what it read may not be on disk yet: this process's commits
+        not yet synced, or commits by other connections since the last look (they
+        may have committed at NORMAL too, and their writer may not have synced)."""
+        if not self._adaptive:
+            return 0
+        syncer = self._get_syncer()
+        version = direct.conn.execute("PRAGMA data_version").fetchone()[0]
+        fresh, self._seen_version = version != self._seen_version, version
+        if durable or fresh:
+            return syncer.committed()
+        return syncer.unsynced()
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         batch = self._batches.pop(loop)
-        with self._direct_connection() as direct:
-            if direct is not None and self._apply(direct, batch, direct=True):
-                return
-        for item in batch:  # the lock is taken: the writer thread waits for it
-            self._queue.put(item)
+        try:
+            with self._direct_connection() as direct:
+                if direct is not None and self._apply(direct, batch, direct=True):
+                    return
+        except Exception as exc:  # a bug, not a write's failure: fail the batch, not the loop
+            _settle(batch, [None] * len(batch), exc)
+            return
+        self._enqueue(batch)  # the lock is taken: the writer thread waits for it
 
     def _get_syncer(self) -> Syncer:
         if self._syncer is None:
-            self._syncer = Syncer(self._wal_path)
+            try:
+                self._syncer = Syncer(self._wal_path)
+            except OSError as exc:
+                raise StorageError(f"cannot open the SQLite WAL to sync it: {exc}") from exc
         return self._syncer
 
     # -- either way ------------------------------------------------------------
@@ -201,12 +240,15 @@ class Writer:
         (``direct``), a locked database answers nothing and returns False."""
         writes = [i.write for i in batch]
         durable = any(i.durable for i in batch)
-        deferred = direct and durable and self._adaptive
+        if not direct and not durable and self._adaptive:
+            # What it reads may come from another process's unsynced commit: FULL
+            # syncs the WAL, theirs included, before this commit is visible.
+            durable = self._fresh(conn)
         try:
             try:
-                if deferred:
-                    self._get_syncer().check()
-                results = conn.run(writes, durable=durable and not deferred)
+                if durable and self._syncer is not None:
+                    self._syncer.check()
+                results = conn.run(writes, durable=durable)
             except Busy:
                 if direct:
                     return False
@@ -225,21 +267,20 @@ class Writer:
             # write of the batch its own transaction so that only that one fails.
             for item in batch:
                 if not self._apply(conn, [item], direct=direct):
-                    self._queue.put(item)
+                    self._enqueue([item])
             return True
-        if not deferred:
+        generation = self._barrier(conn, durable) if direct else 0
+        if not generation:
             _settle(batch, results, None)
-            return True
-        now = [(i, r) for i, r in zip(batch, results, strict=True) if not i.durable]
-        later = [(i, r) for i, r in zip(batch, results, strict=True) if i.durable]
-        if now:
-            _settle([i for i, _ in now], [r for _, r in now], None)
-        syncer = self._get_syncer()
-        syncer.after_sync(
-            syncer.committed(),
-            lambda error: _settle([i for i, _ in later], [r for _, r in later], error),
-        )
+        else:
+            self._get_syncer().after_sync(generation, lambda error: _settle(batch, results, error))
         return True
+
+    def _fresh(self, conn: _Connection) -> bool:
+        """Whether another connection committed since the writer thread last looked."""
+        version = conn.conn.execute("PRAGMA data_version").fetchone()[0]
+        fresh, self._thread_version = version != self._thread_version, version
+        return bool(fresh)
 
     # -- on the writer thread --------------------------------------------------
 
@@ -249,6 +290,11 @@ class Writer:
         direct.execute("PRAGMA busy_timeout = 0")  # a lock held elsewhere: queue instead
         if self._adaptive:
             direct.execute("PRAGMA synchronous = NORMAL")  # the syncer syncs
+            main = [row[2] for row in direct.execute("PRAGMA database_list") if row[1] == "main"]
+            self._wal_path = f"{main[0]}-wal" if main and main[0] else ""
+            self._adaptive = bool(self._wal_path)  # a database without a file has no WAL
+            self._seen_version = direct.execute("PRAGMA data_version").fetchone()[0]
+        self._thread_version = conn.conn.execute("PRAGMA data_version").fetchone()[0]
         self._direct = _Connection(direct, adaptive=False)
         try:
             while (first := self._queue.get()) is not None:
