@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -400,3 +402,48 @@ async def test_schemas_keep_their_data_apart(make: Make) -> None:
 def test_a_schema_name_postgres_would_cut_is_refused() -> None:
     with pytest.raises(ValueError, match="63 bytes"):
         PostgresStore(DSN, schema="x" * 64)
+
+
+# -- the event loop's own connections ----------------------------------------------
+
+
+async def test_claims_and_commits_queued_together_go_out_together_on_the_loop(
+    make: Make,
+) -> None:
+    store = make()
+    await store.open()
+    batches: list[tuple[str, int, int]] = []
+    for kind in ("_claim_many_async", "_commit_many_async"):
+        apply = getattr(store, kind)
+
+        async def traced(items: list[Any], conn: Any, apply: Any = apply, kind: str = kind) -> Any:
+            batches.append((kind, len(items), threading.get_ident()))
+            return await apply(items, conn)
+
+        setattr(store, kind, traced)
+    claims = await asyncio.gather(*(claim(store, f"task:job:{n}") for n in range(30)))
+    applied = await asyncio.gather(
+        *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims)
+    )
+    assert applied == [True] * 30
+    assert {thread for _, _, thread in batches} == {threading.get_ident()}
+    for kind in ("_claim_many_async", "_commit_many_async"):
+        sizes = [size for k, size, _ in batches if k == kind]
+        assert sum(sizes) == 30
+        assert len(sizes) <= 3  # 30 calls made at once: one batch, two at most
+
+
+async def test_a_loop_that_ends_closes_its_connections(make: Make) -> None:
+    app = f"dj_loop_{uuid.uuid4().hex[:8]}"
+    store = make(make_conninfo(DSN, application_name=app), min_size=1, max_size=2)
+    await store.open()
+    await until(lambda: len(backends(app)) >= 2)  # one pooled, one listening
+    before = set(backends(app))
+
+    def elsewhere() -> None:
+        asyncio.run(put(store, record("task:job:elsewhere")))
+
+    await asyncio.to_thread(elsewhere)
+    gc.collect()  # the loop asyncio.run made is gone: so are its connections
+    await until(lambda: set(backends(app)) <= before)
+    assert await store.read("task:job:elsewhere") is not None
