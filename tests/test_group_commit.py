@@ -200,6 +200,15 @@ async def held(store: SQLiteStore, count: int) -> list[Claim]:
     return [c for c in claims if c is not None]
 
 
+async def failing_fsync(store: SQLiteStore, fsyncs: Fsyncs, claims: list[Claim]) -> list[Any]:
+    """The outcomes of committing ``claims`` together while the fsync fails."""
+    fsyncs.error = OSError(5, "Input/output error")
+    return await asyncio.gather(
+        *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims),
+        return_exceptions=True,
+    )
+
+
 async def test_durable_writes_are_answered_only_after_an_fsync_covers_them(
     tmp_path: Path, fsyncs: Fsyncs
 ) -> None:
@@ -244,11 +253,7 @@ async def test_after_a_failed_fsync_no_durable_write_is_made(
 ) -> None:
     store = await running(tmp_path)
     claims = await held(store, 4)
-    fsyncs.error = OSError(5, "Input/output error")
-    failed = await asyncio.gather(
-        *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims[:3]),
-        return_exceptions=True,
-    )
+    failed = await failing_fsync(store, fsyncs, claims[:3])
     assert all(isinstance(f, StorageError) and "fsync" in str(f) for f in failed)
     with pytest.raises(StorageError, match="fsync"):
         await store.commit(Commit(claim=claims[3], record=record(claims[3].instance_id)))
@@ -342,12 +347,7 @@ async def test_after_a_failed_fsync_the_writer_thread_makes_no_durable_write(
     tmp_path: Path, fsyncs: Fsyncs
 ) -> None:
     store = await running(tmp_path)
-    claims = await held(store, 2)
-    fsyncs.error = OSError(5, "Input/output error")
-    await asyncio.gather(
-        *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims),
-        return_exceptions=True,
-    )
+    await failing_fsync(store, fsyncs, await held(store, 2))
 
     def add(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO outbox (event) VALUES ('late')")

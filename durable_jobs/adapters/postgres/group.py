@@ -26,7 +26,8 @@ class _Waiting(Generic[T, R]):
         self.item, self.loop, self.future = item, loop, future
 
 
-def _settle(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
+def settle(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    """Resolve each future with its outcome: a result, or an exception to raise."""
     for future, outcome in answers:
         if future.done():  # its caller gave up
             continue
@@ -43,7 +44,7 @@ def _answer(batch: Sequence[_Waiting[Any, Any]], outcomes: Sequence[Any]) -> Non
         by_loop.setdefault(waiting.loop, []).append((waiting.future, outcome))
     for loop, answers in by_loop.items():
         with contextlib.suppress(RuntimeError):  # that loop has closed
-            loop.call_soon_threadsafe(_settle, answers)
+            loop.call_soon_threadsafe(settle, answers)
 
 
 class GroupCommit(Generic[T, R]):

@@ -17,6 +17,8 @@ from typing import Any, Generic, TypeVar
 import psycopg
 from psycopg.rows import TupleRow
 
+from .group import settle
+
 T = TypeVar("T")
 R = TypeVar("R")
 AsyncConnection = psycopg.AsyncConnection[TupleRow]
@@ -71,13 +73,7 @@ class Lane(Generic[T, R]):
                 live = [(item, future) for item, future in batch if not future.done()]
                 if live:
                     outcomes = await self._outcomes([item for item, _ in live])
-                    for (_, future), outcome in zip(live, outcomes, strict=True):
-                        if future.done():  # its caller gave up
-                            continue
-                        if isinstance(outcome, BaseException):
-                            future.set_exception(outcome)
-                        else:
-                            future.set_result(outcome)
+                    settle([(f, o) for (_, f), o in zip(live, outcomes, strict=True)])
         finally:
             self._draining = False
 
