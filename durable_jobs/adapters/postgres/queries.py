@@ -31,7 +31,7 @@ READ: LiteralString = "SELECT {columns} FROM {instances} WHERE instance_id = %(i
 RENEW: LiteralString = """
     WITH held AS (
         SELECT c.instance_id FROM {claims} c
-        JOIN unnest(%(ids)s::text[], %(tokens)s::text[]) AS h(instance_id, token)
+        JOIN unnest(%(ids)b::text[], %(tokens)b::text[]) AS h(instance_id, token)
             ON c.instance_id = h.instance_id AND c.token = h.token
         ORDER BY c.instance_id
         FOR UPDATE OF c
@@ -90,7 +90,7 @@ DEAD_LETTER: LiteralString = """
 # Ids follow the order rows are inserted in, hence ORDER BY the position.
 ADD_EVENTS: LiteralString = """
     INSERT INTO {outbox} (event)
-    SELECT e FROM unnest(%(events)s::text[]) WITH ORDINALITY AS t(e, n)
+    SELECT e FROM unnest(%(events)b::text[]) WITH ORDINALITY AS t(e, n)
     WHERE {fence} ORDER BY n"""
 
 NOTIFY: LiteralString = """
@@ -111,10 +111,10 @@ RELEASE_FENCED: LiteralString = (
 COMMIT_MANY: LiteralString = """
     WITH b AS (
         SELECT * FROM unnest(
-            %(ids)s::text[], %(tokens)s::text[], %(has_record)s::bool[], %(kinds)s::text[],
-            %(job_names)s::text[], %(keys)s::text[], %(states)s::text[], %(metas)s::text[],
-            %(alarms)s::float8[], %(created)s::float8[], %(updated)s::float8[],
-            %(idempotency_keys)s::text[], %(releases)s::bool[]
+            %(ids)b::text[], %(tokens)b::text[], %(has_record)b::bool[], %(kinds)b::text[],
+            %(job_names)b::text[], %(keys)b::text[], %(states)b::text[], %(metas)b::text[],
+            %(alarms)b::float8[], %(created)b::float8[], %(updated)b::float8[],
+            %(idempotency_keys)b::text[], %(releases)b::bool[]
         ) AS b(instance_id, token, has_record, kind, job_name, key, state, meta, alarm_at,
                created_at, updated_at, idempotency_key, release)
     ), locked AS (
@@ -150,7 +150,7 @@ COMMIT_MANY: LiteralString = """
 
 CLAIM_MANY: LiteralString = """
     SELECT * FROM {claim_many}(
-        %(ids)s::text[], %(tokens)s::text[], %(owners)s::text[], %(untils)s::float8[],
+        %(ids)b::text[], %(tokens)b::text[], %(owners)b::text[], %(untils)b::float8[],
         %(now)s::float8
     )"""
 
@@ -168,7 +168,7 @@ LIST: LiteralString = (
 
 TAKE_OUTBOX: LiteralString = "SELECT id, event FROM {outbox} ORDER BY id LIMIT %(limit)s"
 
-ACK_OUTBOX: LiteralString = "DELETE FROM {outbox} WHERE id = ANY(%(ids)s::bigint[])"
+ACK_OUTBOX: LiteralString = "DELETE FROM {outbox} WHERE id = ANY(%(ids)b::bigint[])"
 
 LIVE_CLAIM: LiteralString = """
     EXISTS (SELECT FROM {claims} c
