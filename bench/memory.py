@@ -27,7 +27,7 @@ from durable_jobs.testing import create_test_runtime
 
 N = int(os.environ.get("BENCH_N", "20000"))
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
-GOAL = 20_000  # operations per second, from the issue
+GOAL = 20_000  # operations per second on one core
 CONCURRENCY = 64
 
 

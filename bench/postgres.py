@@ -20,10 +20,10 @@ are deferred before its worker starts. Both are timed from the first execution s
 the last, and the CPU of the workers, of their server backends and of the machine is
 read from /proc over the same span.
 
-The issue's sizes (20,000 calls per ingest run, 100,000 pending instances) take about 11
+The full sizes (20,000 calls per ingest run, 100,000 pending instances) take about 11
 minutes on 2 cores, so by default ingest runs make 4,000 calls and the scale workload
 25,000 instances (rates and per-instance sizes do not depend on it); BENCH_FULL=1 restores
-the issue's sizes. BENCH_INGEST and BENCH_SCALE set them directly, BENCH_RUNS (default 3)
+the full sizes. BENCH_INGEST and BENCH_SCALE set them directly, BENCH_RUNS (default 3)
 the runs per median (ingest, our executions, several workers), BENCH_SLOW_RUNS (default 1)
 those of Procrastinate's executions (about a minute each) and of lateness, whose samples
 are pooled.
@@ -75,7 +75,7 @@ INGEST_N = int(os.environ.get("BENCH_INGEST", "20000" if FULL else "4000"))
 SCALE = int(os.environ.get("BENCH_SCALE", "100000" if FULL else "25000"))
 INGEST_IDS, PRODUCERS, SCALE_PRODUCERS = 1_000, 16, 64
 EXEC_N, EXEC_CONCURRENCY, DEFAULT_CONCURRENCY = 10_000, (16, 64), 16
-WORKER_COUNTS = (2, 3)  # and one: the runs of the executions row at the best concurrency
+WORKER_COUNTS = (1, 2, 3)
 LATE_N = 1_000
 POLL = 0.02  # seconds between progress polls from this process (a count on the server)
 CLK = os.sysconf("SC_CLK_TCK")
@@ -578,11 +578,12 @@ def main() -> list[tuple[str, float, float | None]]:
 
     print(
         f"\n# ours only: {EXEC_N:,} alarms, worker processes (c={best}) started together, "
-        f"n={RUNS} (one worker: the runs of row 3 at c={best}); medians"
+        f"n={RUNS}, one, two and three workers in turn (a run lasts about a second, and the "
+        "machine's speed drifts over minutes); medians"
     )
     print(f"{'workers':<8} {'/s':>7} {'vs one':>7}  {'goal':<22}  cores: workers, their backends, "
           "other postgres, machine")  # fmt: skip
-    by_count = {1: by_c[best]} | {n: [] for n in WORKER_COUNTS}
+    by_count: dict[int, list[tuple[float, dict[str, float]]]] = {n: [] for n in WORKER_COUNTS}
     for _ in range(RUNS):
         for count in WORKER_COUNTS:
             by_count[count].append(executions_ours(best, count))
