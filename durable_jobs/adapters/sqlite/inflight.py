@@ -1,9 +1,9 @@
 """What this process has in flight on one store: the claims it holds and asks for.
 
-A write can skip the writer thread (see ``writer.py``) only when nothing could share
-its transaction: when the process holds no claim but the caller's own and asks for
-none. A miscount costs only speed, never safety; the lock keeps event loops on
-several threads from making one.
+A write is applied (and fsynced) at once, without waiting for its loop's next batch
+(see ``writer.py``), only when nothing could share its transaction: when the process
+holds no claim but the caller's own and asks for none. A miscount costs only speed,
+never safety; the lock keeps event loops on several threads from making one.
 """
 
 from __future__ import annotations
