@@ -447,3 +447,67 @@ async def test_a_loop_that_ends_closes_its_connections(make: Make) -> None:
     gc.collect()  # the loop asyncio.run made is gone: so are its connections
     await until(lambda: set(backends(app)) <= before)
     assert await store.read("task:job:elsewhere") is not None
+
+
+async def test_a_drain_cancelled_before_it_began_leaves_the_loop_working(make: Make) -> None:
+    store = make()
+    await store.open()
+    first = await claim(store, "task:job:a")
+    lanes = store._lanes(store._require())
+    assert lanes is not None
+    committing = asyncio.ensure_future(
+        store.commit(Commit(claim=first, record=record(first.instance_id)))
+    )
+    await asyncio.sleep(0)  # the commit is queued; the batch that takes it has not begun
+    drain = lanes.commits._drain_task
+    assert drain is not None
+    drain.cancel()  # as a shutdown that cancels every task would
+    with pytest.raises(asyncio.CancelledError):
+        await committing
+    second = await claim(store, "task:job:b")
+    commit = Commit(claim=second, record=record(second.instance_id))
+    assert await asyncio.wait_for(store.commit(commit), 10)
+
+
+async def test_closing_the_store_lets_queued_calls_go_and_leaves_no_connection(
+    make: Make, schema: str
+) -> None:
+    """Closed while a batch of commits waits on a row lock and more queue behind it:
+    the batch ends, the rest fail, and nothing connects again."""
+    app = f"dj_close_{uuid.uuid4().hex[:8]}"
+    store = make(make_conninfo(DSN, application_name=app))
+    await store.open()
+    held = [await claim(store, f"task:job:{n}") for n in range(20)]
+    await store.commit(Commit(claim=held[0], record=record(held[0].instance_id), release=False))
+    with psycopg.connect(DSN) as other:
+        other.execute(
+            sql.SQL("SELECT FROM {} WHERE instance_id = 'task:job:0' FOR UPDATE").format(
+                sql.Identifier(schema, "instances")
+            )
+        )
+        first = asyncio.ensure_future(
+            store.commit(Commit(claim=held[0], record=record(held[0].instance_id)))
+        )
+        await until(lambda: bool(waiting_on_a_lock(app)))  # that batch is out, and blocked
+        behind = [
+            asyncio.ensure_future(store.commit(Commit(claim=c, record=record(c.instance_id))))
+            for c in held[1:]
+        ]
+        await asyncio.sleep(0)
+        await store.close()
+        other.rollback()
+    outcomes = await asyncio.wait_for(asyncio.gather(first, *behind, return_exceptions=True), 10)
+    assert outcomes[0] is True
+    assert all(isinstance(o, StorageError) and "closed" in str(o) for o in outcomes[1:])
+    await until(lambda: not backends(app))
+
+
+def waiting_on_a_lock(application_name: str) -> list[int]:
+    found = query(
+        sql.SQL(
+            "SELECT pid FROM pg_stat_activity "
+            "WHERE application_name = %s AND wait_event_type = 'Lock'"
+        ),
+        (application_name,),
+    )
+    return [pid for (pid,) in found]

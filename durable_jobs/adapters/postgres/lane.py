@@ -11,12 +11,16 @@ keeps the pool threads (``group.py``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import psycopg
 from psycopg.rows import TupleRow
 
+from ...errors import StorageError
 from .group import settle
 
 T = TypeVar("T")
@@ -36,46 +40,96 @@ class Lane(Generic[T, R]):
 
     def __init__(
         self,
+        loop: asyncio.AbstractEventLoop,
         connect: Callable[[], Awaitable[AsyncConnection]],
         apply: Apply[T, R],
         transient: tuple[type[BaseException], ...],
         *,
         max_batch: int = 64,
     ) -> None:
+        self._loop = weakref.ref(loop)  # not a strong one: the loop's death closes the lane
         self._connect = connect
         self._apply = apply
         self._transient = transient
         self._max_batch = max_batch
         self._conn: AsyncConnection | None = None
+        self._pid = 0  # the process that opened the connection
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
-        self._draining = False
+        self._live: list[tuple[T, asyncio.Future[R]]] = []  # the batch in flight
+        self._drain_task: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def submit(self, item: T) -> R:
         """The outcome of ``item``, once the batch it joined has run."""
-        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            raise StorageError("the PostgreSQL store was closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, future))
-        if not self._draining:
-            self._draining = True
-            asyncio.get_running_loop().create_task(self._drain())
+        if self._drain_task is None:
+            self._drain_task = loop.create_task(self._drain())
+            self._drain_task.add_done_callback(self._drained)
         return await future
 
     def close(self) -> None:
-        """Close the connection, from any thread (its loop may be gone)."""
+        """Close the lane, from any thread: on its own loop while that runs (after
+        the batch in flight), at once if the loop is gone or stopped."""
+        self._closed = True
+        loop = self._loop()
+        if loop is not None and loop.is_running():
+            with contextlib.suppress(RuntimeError):  # closed meanwhile: nothing runs there
+                loop.call_soon_threadsafe(self._close_here)
+                return
+        self._finish()
+
+    def _close_here(self) -> None:
+        if self._drain_task is None or self._drain_task.done():
+            self._finish()
+        # else the drain sees the lane closed after its batch and finishes it
+
+    def _finish(self) -> None:
         conn, self._conn = self._conn, None
-        if conn is not None and not conn.closed:
+        # A forked child must not close its parent's connection under it.
+        if conn is not None and not conn.closed and self._pid == os.getpid():
             conn.pgconn.finish()
 
     async def _drain(self) -> None:
         try:
-            while self._pending:
+            while self._pending and not self._closed:
                 batch = self._pending[: self._max_batch]
                 del self._pending[: self._max_batch]
-                live = [(item, future) for item, future in batch if not future.done()]
-                if live:
-                    outcomes = await self._outcomes([item for item, _ in live])
-                    settle([(f, o) for (_, f), o in zip(live, outcomes, strict=True)])
-        finally:
-            self._draining = False
+                self._live = [(item, future) for item, future in batch if not future.done()]
+                if self._live:
+                    outcomes = await self._outcomes([item for item, _ in self._live])
+                    settle([(f, o) for (_, f), o in zip(self._live, outcomes, strict=True)])
+                self._live = []
+        except BaseException:
+            # Cancelled (its loop shutting down) mid-query: the connection's state is
+            # unknown, so the next batch gets a new one.
+            self._finish()
+            raise
+
+    def _drained(self, task: asyncio.Task[None]) -> None:
+        """When the drain ends, even cancelled before it began."""
+        self._drain_task = None
+        ended = not task.cancelled() and task.exception() is None
+        if ended and not self._closed:
+            if self._pending:  # queued after the drain's last look: drain again
+                self._drain_task = task.get_loop().create_task(self._drain())
+                self._drain_task.add_done_callback(self._drained)
+            return
+        # Nobody will run what is left: let its callers go, and the loop too (a
+        # task and its futures hold it).
+        left, self._live, self._pending = self._live + self._pending, [], []
+        for _, future in left:
+            if future.done():
+                continue
+            if self._closed:
+                future.set_exception(StorageError("the PostgreSQL store was closed"))
+            else:
+                future.cancel()
+        if self._closed:
+            self._finish()
 
     async def _outcomes(self, items: list[T]) -> Sequence[Any]:
         try:
@@ -96,11 +150,13 @@ class Lane(Generic[T, R]):
         return outcomes
 
     async def _run(self, items: list[T]) -> Sequence[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = await self._connect()
+        conn = self._conn
+        if conn is None or conn.closed:
+            conn = self._conn = await self._connect()
+            self._pid = os.getpid()
         try:
-            return await self._apply(items, self._conn)
+            return await self._apply(items, conn)
         except psycopg.OperationalError:
-            if self._conn.broken:
-                self.close()  # the next batch connects again
+            if conn.broken and self._conn is conn:
+                self._finish()  # the next batch connects again
             raise

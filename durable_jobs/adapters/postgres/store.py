@@ -158,11 +158,14 @@ class _Resources:
     lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lanes] = attrs.field(
         factory=weakref.WeakKeyDictionary
     )
+    lanes_lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def close(self) -> None:
         self.listener.stop()
-        for lanes in list(self.lanes.values()):
-            lanes.close()
+        with self.lanes_lock:  # loops on other threads may be adding theirs
+            lanes = list(self.lanes.values())
+        for each in lanes:
+            each.close()
         self.executor.shutdown(wait=True)
         self.pool.close()
 
@@ -291,10 +294,12 @@ class PostgresStore:
         if lanes is None:
             if _PROACTOR is not None and isinstance(loop, _PROACTOR):
                 return None
-            lanes = resources.lanes[loop] = _Lanes(
-                claims=Lane(self._connect_async, self._claim_many_async, TRANSIENT),
-                commits=Lane(self._connect_async, self._commit_many_async, TRANSIENT),
+            lanes = _Lanes(
+                claims=Lane(loop, self._connect_async, self._claim_many_async, TRANSIENT),
+                commits=Lane(loop, self._connect_async, self._commit_many_async, TRANSIENT),
             )
+            with resources.lanes_lock:
+                resources.lanes[loop] = lanes
             # A loop that goes away (asyncio.run returning) takes its connections along.
             weakref.finalize(loop, lanes.close)
         return lanes
@@ -395,9 +400,9 @@ class PostgresStore:
             "keys": [r and r.key for r in records],
             "states": [r and r.state for r in records],
             "metas": [r and r.meta for r in records],
-            "alarms": [r and r.alarm_at for r in records],
-            "created": [r and r.created_at for r in records],
-            "updated": [r and r.updated_at for r in records],
+            "alarms": [_seconds(r.alarm_at) if r else None for r in records],
+            "created": [float(r.created_at) if r else None for r in records],
+            "updated": [float(r.updated_at) if r else None for r in records],
             "idempotency_keys": [c.idempotency_key for c in commits],
             "releases": [c.release for c in commits],
             "channel": self._channel,
@@ -500,12 +505,17 @@ class PostgresStore:
         await self._wakeup.wait(min(timeout, self._poll_interval))
 
 
+def _seconds(value: float | None) -> float | None:
+    """A time as a float: an array mixing ints and floats cannot be sent."""
+    return None if value is None else float(value)
+
+
 def _claim_params(asks: list[_Ask]) -> dict[str, Any]:
     return {
         "ids": [a.instance_id for a in asks],
         "tokens": [a.token for a in asks],
         "owners": [a.owner for a in asks],
-        "untils": [a.until for a in asks],
+        "untils": [float(a.until) for a in asks],
         "now": min(a.now for a in asks),
     }
 
