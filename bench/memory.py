@@ -65,23 +65,13 @@ def keys(single: bool) -> list[str]:
     return ["one"] * N if single else [f"id-{i}" for i in range(N)]
 
 
-async def debounce_add(single: bool) -> Watch:
+async def calls(kind: str, single: bool) -> Watch:
+    """N sequential ``add`` (Debounce) or ``send`` (Task) calls, one key or N keys."""
     jobs = create_durable_jobs(JOBS, storage="memory://")
-    add, ids = jobs.client.debounce(BATCHER).add, keys(single)
+    call = jobs.client.debounce(BATCHER).add if kind == "add" else jobs.client.task(ORDERS).send
     watch = Watch()
-    for key in ids:
-        await add(key, Event(1))
-    watch.stop()
-    await jobs.aclose()
-    return watch
-
-
-async def task_send(single: bool) -> Watch:
-    jobs = create_durable_jobs(JOBS, storage="memory://")
-    send, ids = jobs.client.task(ORDERS).send, keys(single)
-    watch = Watch()
-    for key in ids:
-        await send(key, Event(1))
+    for key in keys(single):
+        await call(key, Event(1))
     watch.stop()
     await jobs.aclose()
     return watch
@@ -129,10 +119,10 @@ async def alarms_advance() -> Watch:
 
 
 WORKLOADS: dict[str, Callable[[], Awaitable[Watch]]] = {
-    "debounce_add_spread": lambda: debounce_add(single=False),
-    "debounce_add_single": lambda: debounce_add(single=True),
-    "task_send_spread": lambda: task_send(single=False),
-    "task_send_single": lambda: task_send(single=True),
+    "debounce_add_spread": lambda: calls("add", single=False),
+    "debounce_add_single": lambda: calls("add", single=True),
+    "task_send_spread": lambda: calls("send", single=False),
+    "task_send_single": lambda: calls("send", single=True),
     f"alarms_worker_c{CONCURRENCY}": alarms_worker,
     "alarms_advance": alarms_advance,
 }

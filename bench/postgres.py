@@ -565,13 +565,7 @@ def main() -> list[tuple[str, float, float | None]]:
         table.row(label, "ms", ours, theirs, goal, met)
 
     theirs, ours = scale_procrastinate(), scale_ours()
-    table.row(f"5 scale: create {SCALE:,} pending", "s", ours["seconds"], theirs["seconds"])
-    table.row(f"5 scale: create {SCALE:,} pending", "/s", SCALE / ours["seconds"],
-              SCALE / theirs["seconds"])  # fmt: skip
-    table.row("5 scale: tables + indexes", "MiB", ours["size"], theirs["size"])
-    table.row("5 scale: idle worker RSS, 0 pending", "MiB", ours["rss_empty"], theirs["rss_empty"])
-    table.row(f"5 scale: idle worker RSS, {SCALE:,} pending", "MiB", ours["rss_full"],
-              theirs["rss_full"], "flat", ours["rss_full"] - ours["rss_empty"] < 2)  # fmt: skip
+    table.scale(SCALE, "tables + indexes", ours, theirs)
     notes.append(f"5: {SCALE_PRODUCERS} concurrent producers on both sides")
     print("# runs, per second — " + "\n# ".join(notes))
     print("# CPU during executions (first to last), cores — " + "\n#   ".join(cpu_notes))

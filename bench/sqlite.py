@@ -462,6 +462,19 @@ class Table:
         )
         self.rows.append((name, ours, huey))
 
+    def scale(
+        self, count: int, size: str, ours: dict[str, float], theirs: dict[str, float]
+    ) -> None:
+        """The rows of the scale workload: ``count`` pending, ``size`` naming what was measured."""
+        self.row(f"5 scale: create {count:,} pending", "s", ours["seconds"], theirs["seconds"])
+        self.row(f"5 scale: create {count:,} pending", "/s", count / ours["seconds"],
+                 count / theirs["seconds"])  # fmt: skip
+        self.row(f"5 scale: {size}", "MiB", ours["size"], theirs["size"])
+        self.row("5 scale: idle worker RSS, 0 pending", "MiB", ours["rss_empty"],
+                 theirs["rss_empty"])  # fmt: skip
+        self.row(f"5 scale: idle worker RSS, {count:,} pending", "MiB", ours["rss_full"],
+                 theirs["rss_full"], "flat", ours["rss_full"] - ours["rss_empty"] < 2)  # fmt: skip
+
 
 def runs_of(values: list[float], fmt: str = ",.0f") -> str:
     return ", ".join(f"{v:{fmt}}" for v in values)
@@ -533,13 +546,7 @@ def main() -> list[tuple[str, float, float | None]]:
     )
 
     ours, huey = scale_ours(), scale_huey()
-    table.row(f"5 scale: create {SCALE:,} pending", "s", ours["seconds"], huey["seconds"])
-    table.row(f"5 scale: create {SCALE:,} pending", "/s", SCALE / ours["seconds"],
-              SCALE / huey["seconds"])  # fmt: skip
-    table.row("5 scale: database file + WAL", "MiB", ours["size"], huey["size"])
-    table.row("5 scale: idle worker RSS, 0 pending", "MiB", ours["rss_empty"], huey["rss_empty"])
-    table.row(f"5 scale: idle worker RSS, {SCALE:,} pending", "MiB", ours["rss_full"],
-              huey["rss_full"], "flat", ours["rss_full"] - ours["rss_empty"] < 2)  # fmt: skip
+    table.scale(SCALE, "database file + WAL", ours, huey)
     notes.append(
         f"5: ours {SCALE_PRODUCERS} concurrent producers; Huey {PRODUCERS} threads calling "
         f"schedule(delay=86400), idle consumer over {huey['scheduled']:,.0f} scheduled tasks"
