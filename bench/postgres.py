@@ -267,22 +267,12 @@ def watch(
     """Executions per second from the first execution seen to the last, and the cores
     used meanwhile. ``count`` is the query of what is left to run."""
     usage = Usage(workers, conn)
-    deadline = time.perf_counter() + 300
-    first: tuple[float, int] | None = None
-    while True:
-        left = int(conn.execute(count).fetchone()[0])  # type: ignore[index]
-        now = time.perf_counter()
-        if first is None and left < total:
-            first = (now, left)
-            usage.start()
-        if left == 0:
-            break
-        if now > deadline:
-            raise RuntimeError(f"{left} of {total} still pending after 300 s")
-        time.sleep(POLL)
-    assert first is not None
-    cpu = usage.stop()
-    return (first[1] / (now - first[0]) if now > first[0] else float("nan")), cpu
+
+    def remaining() -> int:
+        return int(conn.execute(count).fetchone()[0])  # type: ignore[index]
+
+    rate = sqlite.watch(remaining, total, 300, poll=POLL, started=usage.start)
+    return rate, usage.stop()
 
 
 def our_count(schema: str) -> str:

@@ -157,19 +157,28 @@ def remaining_alarms(db: Path) -> Iterator[Callable[[], int]]:
         conn.close()
 
 
-def watch(remaining: Callable[[], int], total: int, timeout: float) -> float:
-    """Executions per second from the first execution seen to the last one."""
+def watch(
+    remaining: Callable[[], int],
+    total: int,
+    timeout: float,
+    *,
+    poll: float = POLL,
+    started: Callable[[], object] = lambda: None,
+) -> float:
+    """Executions per second from the first execution seen (when ``started`` is
+    called) to the last one."""
     deadline = time.perf_counter() + timeout
     first: tuple[float, int] | None = None
     while True:
         left, now = remaining(), time.perf_counter()
         if first is None and left < total:
             first = (now, left)
+            started()
         if left == 0:
             break
         if now > deadline:
             raise RuntimeError(f"{left} of {total} still pending after {timeout}s")
-        time.sleep(POLL)
+        time.sleep(poll)
     assert first is not None
     return first[1] / (now - first[0]) if now > first[0] else float("nan")
 
