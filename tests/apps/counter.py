@@ -46,21 +46,26 @@ def single_activation(instance_id: str) -> Iterator[None]:
     stale, not an overlap.
     """
     lock = DIR / f"{instance_id.replace(':', '_')}.active"
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            break
-        except FileExistsError:
-            owner = lock.read_text() if lock.exists() else ""
-            if owner.isdigit() and not _alive(int(owner)):
-                lock.unlink(missing_ok=True)
-                continue
-    else:
-        (DIR / "violation").write_text(f"{instance_id} overlapped in pid {os.getpid()}\n")
-        yield
-        return
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
+    # The lock appears with its owner's pid already in it (a hard link to a file
+    # written first): a process killed while taking it leaves no empty lock behind.
+    mine = DIR / f"{lock.name}.{os.getpid()}"
+    mine.write_text(str(os.getpid()))
+    try:
+        for _ in range(3):
+            try:
+                os.link(mine, lock)
+                break
+            except FileExistsError:
+                owner = lock.read_text() if lock.exists() else ""
+                if owner.isdigit() and not _alive(int(owner)):
+                    lock.unlink(missing_ok=True)
+                    continue
+        else:
+            (DIR / "violation").write_text(f"{instance_id} overlapped in pid {os.getpid()}\n")
+            yield
+            return
+    finally:
+        mine.unlink(missing_ok=True)
     try:
         yield
     finally:
