@@ -11,12 +11,15 @@ Connections are never shared across ``fork()``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import sqlite3
 import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+import attrs
 
 from ...errors import StorageError
 from ..records import (
@@ -37,6 +40,15 @@ from .writer import Busy, Writer
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _OLDEST = (3, 24, 0)  # upserts (INSERT … ON CONFLICT DO UPDATE)
 _COLUMNS = INSTANCE_COLUMNS
+
+
+@attrs.frozen
+class _Held:
+    """A call held by the open transaction of ``writer``."""
+
+    claim: Claim
+    writer: Writer
+    stale: bool  # an expired claim of the instance still carries its token
 
 
 def _record(row: Sequence[Any] | None) -> InstanceRecord | None:
@@ -79,6 +91,8 @@ class SQLiteStore:
         self._wakeup = Wakeup()
         self._seen_version: int | None = None
         self._flight = InFlight()
+        self._held: _Held | None = None  # the call an open transaction holds, if any
+        self._holds = itertools.count()
 
     # -- connections -----------------------------------------------------------
 
@@ -214,12 +228,26 @@ class SQLiteStore:
         return renewed
 
     async def release(self, claim: Claim) -> None:
+        if (held := self._take_held(claim)) is not None:
+            held.writer.end_held(commit=False)
+            return
         alone = self._flight.alone(token=claim.token)
         self._flight.let_go(claim.token)
         await self._write(lambda conn: _release(conn, claim), durable=False, alone=alone)
         self._wakeup.fire()
 
     async def commit(self, commit: Commit) -> bool:
+        if (held := self._take_held(commit.claim)) is not None:
+            try:
+                _commit(held.writer.held_connection(), commit, hold=held)
+            except BaseException as exc:
+                held.writer.end_held(commit=False)
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"sqlite write failed: {exc}") from exc
+                raise
+            held.writer.end_held(commit=True)
+            self._wakeup.fire()  # released: the instance's alarm is no longer held back
+            return True
         token = commit.claim.token
         alone = self._flight.alone(token=token)
         try:
@@ -234,6 +262,67 @@ class SQLiteStore:
         if applied and (commit.release or (commit.record and commit.record.alarm_at)):
             self._wakeup.fire()
         return applied
+
+    # -- calls held by a transaction (HoldingStorage) ----------------------------
+
+    async def hold(self, instance_id: str, owner: str, now: float) -> Claim | None:
+        if not self._flight.alone(now):
+            return None
+        with self._flight.asking():
+            await asyncio.sleep(0)  # as in claim(): calls starting alongside show up
+            if not self._flight.alone(now, asking=1):
+                return None
+        writer = self._get_writer()
+        conn = writer.begin_held()
+        if conn is None:
+            return None
+        try:
+            token, expires_at, *columns = conn.execute(_HOLD_SQL, (instance_id,)).fetchone()
+            if token and expires_at > now:
+                writer.end_held(commit=False)  # claimed elsewhere: wait for it as usual
+                return None
+        except BaseException as exc:
+            writer.end_held(commit=False)
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"sqlite read failed: {exc}") from exc
+            raise
+        claim = Claim(
+            instance_id=instance_id,
+            owner=owner,
+            token=f"held.{next(self._holds)}",  # never stored: unique in this process suffices
+            expires_at=now,
+            record=None if columns[0] is None else InstanceRecord.from_row(columns),
+        )
+        # An expired claim's token must stop matching, or its late holder could commit.
+        self._held = _Held(claim=claim, writer=writer, stale=bool(token))
+        return claim
+
+    def keep(self, claim: Claim, until: float) -> Claim:
+        held = self._take_held(claim)
+        if held is None:
+            raise StorageError(f"claim of {claim.instance_id} is not held by a transaction")
+        token = uuid.uuid4().hex
+        try:
+            held.writer.held_connection().execute(
+                _CLAIM_SQL, (claim.instance_id, claim.owner, token, until, claim.expires_at)
+            )
+        except BaseException as exc:
+            held.writer.end_held(commit=False)
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"sqlite write failed: {exc}") from exc
+            raise
+        held.writer.end_held(commit=True, durable=False)
+        kept = attrs.evolve(claim, token=token, expires_at=until)
+        self._flight.hold((kept,))
+        return kept
+
+    def _take_held(self, claim: Claim) -> _Held | None:
+        """The hold of ``claim``, no longer this store's to end; ``None`` if it has none."""
+        held = self._held
+        if held is None or held.claim.token != claim.token:
+            return None
+        self._held = None
+        return held
 
     async def has_idempotency_key(self, instance_id: str, key: str) -> bool:
         return bool(
@@ -328,6 +417,13 @@ _DUE_WHERE = (
 _DUE_SQL = f"SELECT instance_id {_DUE_WHERE}"
 _DUE_RECORDS_SQL = f"SELECT {_COLUMNS} {_DUE_WHERE}"
 
+# The instance's claim and record, each NULL if missing: one row whatever exists.
+_HOLD_SQL = (
+    f"SELECT c.token, c.expires_at, {', '.join(f'i.{c}' for c in _COLUMNS.split(', '))} "  # noqa: S608
+    "FROM (SELECT ? AS id) k LEFT JOIN claims c ON c.instance_id = k.id "
+    "LEFT JOIN instances i ON i.instance_id = k.id"
+)
+
 _CLAIM_SQL = (
     "INSERT INTO claims (instance_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (instance_id) DO UPDATE SET owner = excluded.owner, "
@@ -386,11 +482,18 @@ def _release(conn: sqlite3.Connection, claim: Claim) -> bool:
     )
 
 
-def _commit(conn: sqlite3.Connection, commit: Commit) -> bool:
+def _commit(conn: sqlite3.Connection, commit: Commit, hold: _Held | None = None) -> bool:
     instance_id = commit.claim.instance_id
     # The fence, in one statement with the release when there is one: the commit is
     # one transaction, so nothing is written unless the claim still holds our token.
-    if commit.release:
+    # A held call's transaction has kept out every other writer since it read.
+    if hold is not None:
+        fenced_in = True
+        if hold.stale:
+            conn.execute(
+                "UPDATE claims SET token = '', expires_at = 0 WHERE instance_id = ?", (instance_id,)
+            )
+    elif commit.release:
         fenced_in = _release(conn, commit.claim)
     else:
         held = conn.execute(

@@ -225,6 +225,58 @@ class Writer:
             return
         self._enqueue(batch)  # the lock is taken: the writer thread waits for it
 
+    # -- a transaction held open by a call ---------------------------------------
+
+    def begin_held(self) -> sqlite3.Connection | None:
+        """Begin a write transaction on the loop's connection and keep it, with the
+        gate, until ``end_held``: a call runs inside it for as long as it does not
+        suspend. ``None`` where beginning would mean waiting."""
+        direct = self._direct
+        if direct is None or not self._queue.empty() or not self._gate.acquire(blocking=False):
+            return None
+        try:
+            if self._direct is not direct or self._stopped:
+                raise Busy("the store is closing")
+            direct.conn.execute("BEGIN IMMEDIATE")
+        except (Busy, sqlite3.Error):  # locked elsewhere: the caller takes a claim
+            self._gate.release()
+            return None
+        except BaseException:
+            self._gate.release()
+            raise
+        return direct.conn
+
+    def held_connection(self) -> sqlite3.Connection:
+        """The connection of the transaction ``begin_held`` began."""
+        direct = self._direct
+        assert direct is not None
+        assert direct.conn.in_transaction
+        return direct.conn
+
+    def end_held(self, *, commit: bool, durable: bool = True) -> None:
+        """Commit (on disk before this returns, if ``durable``) or roll back the
+        transaction of ``begin_held``, and let go of the gate."""
+        direct = self._direct
+        assert direct is not None  # stop() waits for the gate to close it
+        try:
+            try:
+                if commit:
+                    if durable and self._adaptive:
+                        self._get_syncer().check()
+                    direct.conn.execute("COMMIT")
+                else:
+                    direct.conn.execute("ROLLBACK")
+            except BaseException:
+                if direct.conn.in_transaction:
+                    direct.conn.execute("ROLLBACK")
+                raise
+            if commit and (generation := self._barrier(direct, durable)):
+                self._get_syncer().sync(generation)
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite write failed: {exc}") from exc
+        finally:
+            self._gate.release()
+
     def _get_syncer(self) -> Syncer:
         if self._syncer is None:
             try:

@@ -1,0 +1,57 @@
+"""Awaiting a coroutine with a hook that runs just before it first suspends.
+
+A call held by an open storage transaction (``HoldingStorage``) may run only while
+it does not give the event loop a turn: the shell steps the handler's coroutine
+itself and, if it is about to suspend, first turns the transaction into a stored
+claim. What the coroutine then awaits is passed through unchanged, as ``await``
+would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class BeforeSuspending(Generic[T]):
+    """``await BeforeSuspending(coro, hook)`` is ``await coro``, with ``hook()`` called
+    once, just before ``coro`` first suspends (never, if it finishes without)."""
+
+    __slots__ = ("_coro", "_hook")
+
+    def __init__(self, coro: Coroutine[Any, Any, T], hook: Callable[[], object]) -> None:
+        self._coro = coro
+        self._hook = hook
+
+    def __await__(self) -> Generator[Any, Any, T]:
+        coro = self._coro
+        try:
+            waiting = coro.send(None)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        try:
+            self._hook()
+        except BaseException:
+            coro.close()
+            raise
+        while True:  # what ``yield from coro`` does, from its first suspension on
+            try:
+                sent = yield waiting
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # a cancellation, thrown into the coroutine
+                try:
+                    waiting = coro.throw(exc)
+                except StopIteration as done:
+                    result = done.value
+                    return result
+            else:
+                try:
+                    waiting = coro.send(sent)
+                except StopIteration as done:
+                    result = done.value
+                    return result
