@@ -1,6 +1,8 @@
-"""The SQL of the PostgreSQL back-end, composed once per schema.
+"""The SQL of the PostgreSQL back-end, composed and rendered once per schema.
 
-Table names go through ``sql.Identifier``; every value is a bound parameter.
+Table names go through ``sql.Identifier``; every value is a bound parameter. The
+statements are kept as bytes: psycopg renders a composed query again at every
+execution, but parses the same bytes only once.
 Statements of a commit carry ``{fence}`` — the claim still holds the commit's token —
 in their own ``WHERE``, so a whole commit can be pipelined in one round trip and a
 stale one writes nothing, without asking the server first.
@@ -8,6 +10,7 @@ stale one writes nothing, without asking the server first.
 
 from __future__ import annotations
 
+import re
 from typing import LiteralString
 
 from psycopg import sql
@@ -221,32 +224,37 @@ class Queries:
         )
         self._names["fence"] = self.compose(FENCE)
         self._names["live_claim"] = self.compose(LIVE_CLAIM)
-        self.read = self.compose(READ)
-        self.renew = self.compose(RENEW)
-        self.release = self.compose(RELEASE)
-        self.lock_instance = self.compose(LOCK_INSTANCE)
-        self.lock_claim = self.compose(LOCK_CLAIM)
-        self.upsert = self.compose(UPSERT)
-        self.delete = self.compose(DELETE)
-        self.delete_keys = self.compose(DELETE_KEYS)
-        self.add_key = self.compose(ADD_KEY)
-        self.dead_letter = self.compose(DEAD_LETTER)
-        self.add_events = self.compose(ADD_EVENTS)
-        self.notify = self.compose(NOTIFY)
-        self.release_fenced = self.compose(RELEASE_FENCED)
-        self.commit_many = self.compose(COMMIT_MANY)
-        self.claim_many = self.compose(CLAIM_MANY)
-        self.has_key = self.compose(HAS_KEY)
-        self.read_dead_letter = self.compose(READ_DEAD_LETTER)
-        self.take_outbox = self.compose(TAKE_OUTBOX)
-        self.ack_outbox = self.compose(ACK_OUTBOX)
-        self.claim_due = self.compose(CLAIM_DUE)
-        self.next_alarm = self.compose(NEXT_ALARM)
+        self.read = self.render(READ)
+        self.renew = self.render(RENEW)
+        self.release = self.render(RELEASE)
+        self.lock_instance = self.render(LOCK_INSTANCE)
+        self.lock_claim = self.render(LOCK_CLAIM)
+        self.upsert = self.render(UPSERT)
+        self.delete = self.render(DELETE)
+        self.delete_keys = self.render(DELETE_KEYS)
+        self.add_key = self.render(ADD_KEY)
+        self.dead_letter = self.render(DEAD_LETTER)
+        self.add_events = self.render(ADD_EVENTS)
+        self.notify = self.render(NOTIFY)
+        self.release_fenced = self.render(RELEASE_FENCED)
+        self.commit_many = self.render(COMMIT_MANY)
+        self.commit_one = self.render(_single(COMMIT_MANY))
+        self.claim_many = self.render(CLAIM_MANY)
+        self.claim_one = self.render(_single(CLAIM_MANY))
+        self.has_key = self.render(HAS_KEY)
+        self.read_dead_letter = self.render(READ_DEAD_LETTER)
+        self.take_outbox = self.render(TAKE_OUTBOX)
+        self.ack_outbox = self.render(ACK_OUTBOX)
+        self.claim_due = self.render(CLAIM_DUE)
+        self.next_alarm = self.render(NEXT_ALARM)
 
     def compose(self, template: LiteralString, **extra: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(**self._names, **extra)
 
-    def list_instances(self, *, job_name: bool, kind: bool) -> sql.Composed:
+    def render(self, template: LiteralString, **extra: sql.Composable) -> bytes:
+        return self.compose(template, **extra).as_bytes(None)
+
+    def list_instances(self, *, job_name: bool, kind: bool) -> bytes:
         """The listing, filtered on the columns asked for (so their indexes apply)."""
         conditions = [
             sql.SQL(condition)
@@ -257,7 +265,21 @@ class Queries:
             if wanted
         ]
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-        return self.compose(LIST, where=where)
+        return self.render(LIST, where=where)
+
+
+_ARRAY_PARAMETER = re.compile(r"%\((\w+)\)b::(\w+)\[\]")
+
+
+def _single(template: LiteralString) -> LiteralString:
+    """``template`` for a batch of one: each array parameter becomes a scalar made into
+    an array by the server. Adapting a list costs psycopg far more than a scalar."""
+    return _ARRAY_PARAMETER.sub(r"ARRAY[%(\1)s::\2]", template)
+
+
+def single(params: dict[str, object]) -> dict[str, object]:
+    """The parameters of a batch of one, for a statement made by ``_single``."""
+    return {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
 
 
 def to_record(row: TupleRow) -> InstanceRecord:

@@ -42,7 +42,6 @@ import attrs
 import psycopg
 import structlog
 from psycopg import errors as pg_errors
-from psycopg import sql
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
@@ -53,7 +52,7 @@ from ..wakeup import Wakeup
 from .group import GroupCommit
 from .lane import AsyncConnection, Lane
 from .listener import NAMEDATALEN, Listener, channel_name
-from .queries import Queries, to_record
+from .queries import Queries, single, to_record
 from .schema import migrate
 
 T = TypeVar("T")
@@ -274,10 +273,10 @@ class PostgresStore:
             TRANSIENT,
         )
 
-    async def _rows(self, what: str, query: sql.Composed, params: dict[str, Any]) -> list[TupleRow]:
+    async def _rows(self, what: str, query: bytes, params: dict[str, Any]) -> list[TupleRow]:
         return await self._call(what, lambda conn: conn.execute(query, params).fetchall())
 
-    async def _execute(self, what: str, query: sql.Composed, params: dict[str, Any]) -> None:
+    async def _execute(self, what: str, query: bytes, params: dict[str, Any]) -> None:
         await self._call(what, lambda conn: conn.execute(query, params).close())
 
     # -- storage ---------------------------------------------------------------
@@ -322,11 +321,17 @@ class PostgresStore:
         )
 
     def _claim_many(self, asks: list[_Ask], conn: Connection) -> list[Taken]:
-        return _taken(asks, conn.execute(self._q.claim_many, _claim_params(asks)).fetchall())
+        return _taken(asks, conn.execute(*self._claim_statement(asks)).fetchall())
 
     async def _claim_many_async(self, asks: list[_Ask], conn: AsyncConnection) -> list[Taken]:
-        cursor = await conn.execute(self._q.claim_many, _claim_params(asks))
+        cursor = await conn.execute(*self._claim_statement(asks))
         return _taken(asks, await cursor.fetchall())
+
+    def _claim_statement(self, asks: list[_Ask]) -> tuple[bytes, dict[str, Any]]:
+        params = _claim_params(asks)
+        if len(asks) == 1:
+            return self._q.claim_one, single(params)
+        return self._q.claim_many, params
 
     async def _commit_many_async(self, commits: list[Commit], conn: AsyncConnection) -> list[bool]:
         if not _usual(commits):  # an instance twice: one statement each
@@ -388,10 +393,10 @@ class PostgresStore:
             conn.execute(statement, params)
         return fence
 
-    def _commit_many(self, commits: list[Commit]) -> tuple[sql.Composed, dict[str, Any]]:
+    def _commit_many(self, commits: list[Commit]) -> tuple[bytes, dict[str, Any]]:
         """The statement and parameters applying the usual ``commits`` at once."""
         records = [c.record for c in commits]
-        return self._q.commit_many, {
+        params = {
             "ids": [c.claim.instance_id for c in commits],
             "tokens": [c.claim.token for c in commits],
             "has_record": [r is not None for r in records],
@@ -408,8 +413,11 @@ class PostgresStore:
             "channel": self._channel,
             "origin": self._origin,
         }
+        if len(commits) == 1:
+            return self._q.commit_one, single(params)
+        return self._q.commit_many, params
 
-    def _commit_statements(self, commit: Commit) -> list[sql.Composed]:
+    def _commit_statements(self, commit: Commit) -> list[bytes]:
         q = self._q
         statements = []
         if commit.delete:
