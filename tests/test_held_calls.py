@@ -135,6 +135,31 @@ async def test_a_held_call_is_fsynced_before_its_answer_on_the_callers_thread(
     assert threads == [threading.get_ident()]
 
 
+async def test_a_held_call_syncs_another_processs_commit_before_its_handler_runs(
+    tmp_path: Path,
+    fsyncs: Fsyncs,  # noqa: F811 - the fixture
+) -> None:
+    """Another process may have committed without syncing yet: a handler must not act
+    on what a power cut could still take back."""
+    _, app = await opened(tmp_path)
+    other = sqlite3.connect(tmp_path / "h.db", isolation_level=None)
+    other.execute("PRAGMA synchronous = NORMAL")
+    other.execute("INSERT INTO outbox (event) VALUES ('x')")
+    other.close()
+    seen: list[int] = []
+
+    async def look() -> None:  # does not suspend: the call stays held
+        seen.append(fsyncs.calls)
+
+    Handler.before = look
+    before = fsyncs.calls
+    await app.client.task(counter).send("a", Add())
+    await app.client.task(counter).send("a", Add())  # nothing new elsewhere: no extra fsync
+    await app.aclose()
+    assert seen == [before + 1, before + 2]  # synced before the first; the second
+    # saw only the first call's own commit, which its fsync had covered
+
+
 async def test_a_call_that_suspends_stores_its_claim_and_lets_go_of_the_lock(
     tmp_path: Path,
 ) -> None:

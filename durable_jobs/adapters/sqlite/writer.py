@@ -244,6 +244,18 @@ class Writer:
         except BaseException:
             self._gate.release()
             raise
+        try:
+            # The call acts on what it reads, as a claim's handler does: what a power
+            # cut could still take back reaches the disk first (see ``_barrier``).
+            if generation := self._barrier(direct, durable=False):
+                self._get_syncer().sync(generation)
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                direct.conn.execute("ROLLBACK")
+            self._gate.release()
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"sqlite read failed: {exc}") from exc
+            raise
         return direct.conn
 
     def held_connection(self) -> sqlite3.Connection:
