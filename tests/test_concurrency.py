@@ -25,6 +25,10 @@ from durable_jobs import (
     TaskStatus,
     every,
 )
+from durable_jobs.adapters.memory import MemoryStore
+from durable_jobs.adapters.records import Claim
+from durable_jobs.runtime.clock import SystemClock
+from durable_jobs.runtime.shell import InstanceShell, Target
 from durable_jobs.testing import TestRuntime, create_test_runtime
 from tests.support import T0
 
@@ -349,3 +353,34 @@ async def test_activations_are_evicted_once_their_calls_are_done() -> None:
     runtime = await jobs.runtime()
     assert runtime.shell.active_count == 0
     assert len(await jobs.storage.list_instances()) == 500
+
+
+async def test_a_call_waiting_for_a_claim_goes_on_with_one_a_worker_adopts_meanwhile() -> None:
+    """The call holds the instance's lock while it waits; a worker of the same process
+    that claims the instance queues behind it, so the call must use that claim."""
+    refused = asyncio.Event()
+
+    class Refusing(MemoryStore):
+        async def claim(self, *args: Any) -> Claim | None:
+            taken = await super().claim(*args)
+            if taken is None:
+                refused.set()
+            return taken
+
+    store, clock = Refusing(), SystemClock()
+    shell = InstanceShell(store, clock, publish=lambda events: None)
+    target = Target("task:job:a", "task", "job", "a")
+    rival = await store.claim(target.instance_id, "rival", clock.now(), clock.now() + 60)
+    assert rival is not None
+
+    async def operation(draft: Any) -> str:
+        return "ran"
+
+    calling = asyncio.ensure_future(shell.call(target, operation))
+    await asyncio.wait_for(refused.wait(), DEADLOCK)
+    await store.release(rival)
+    adopted = await store.claim(target.instance_id, "worker", clock.now(), clock.now() + 60)
+    assert adopted is not None
+    shell.adopt(adopted)
+    assert await asyncio.wait_for(calling, DEADLOCK) == "ran"
+    await shell.close()

@@ -16,7 +16,7 @@ import attrs
 import pytest
 
 from durable_jobs import ExecutionError, Task, TaskContext
-from durable_jobs.adapters.records import Claim, Commit
+from durable_jobs.adapters.records import Claim, Commit, InstanceRecord
 from durable_jobs.adapters.sqlite import SQLiteStore
 from durable_jobs.runtime.app import DurableJobs
 from durable_jobs.runtime.suspension import BeforeSuspending
@@ -66,8 +66,8 @@ def plain_handler() -> None:
 class Spy(SQLiteStore):
     """Counts committed transactions and the claims another activation refused."""
 
-    def __init__(self, path: str) -> None:
-        super().__init__(path)
+    def __init__(self, path: str, **options: Any) -> None:
+        super().__init__(path, **options)
         self.commits = 0
         self.refused = asyncio.Event()
 
@@ -88,8 +88,8 @@ class Spy(SQLiteStore):
         return taken
 
 
-async def opened(tmp_path: Path) -> tuple[Spy, DurableJobs]:
-    store = Spy(str(tmp_path / "h.db"))
+async def opened(tmp_path: Path, **options: Any) -> tuple[Spy, DurableJobs]:
+    store = Spy(str(tmp_path / "h.db"), **options)
     app = DurableJobs({"counter": counter}, storage=(store, store))
     await app.client.task(counter).send("warm-up", Add())  # opens the store
     store.commits = 0
@@ -120,6 +120,15 @@ async def test_a_lone_call_is_one_transaction_and_stores_no_claim(tmp_path: Path
     assert n == 3
     assert commits == 3  # a claim, a commit and a release would be three each
     assert claim_row(tmp_path / "h.db") is None
+
+
+async def test_held_calls_can_be_turned_off(tmp_path: Path) -> None:
+    store, app = await opened(tmp_path, held_calls=False)
+    await app.client.task(counter).send("a", Add())
+    commits = store.commits
+    await app.aclose()
+    assert commits == 2  # the claim, then the commit with its release
+    assert claim_row(tmp_path / "h.db") == ("", 0)
 
 
 async def test_a_held_call_is_fsynced_before_its_answer_on_the_callers_thread(
@@ -226,6 +235,69 @@ async def test_a_call_that_fails_before_suspending_writes_nothing_and_lets_go(
     assert claim_row(tmp_path / "h.db") is None
 
 
+async def test_a_record_that_cannot_be_read_leaves_the_database_unlocked(
+    tmp_path: Path,
+) -> None:
+    _, app = await opened(tmp_path)
+    await app.client.task(counter).send("a", Add())
+    corrupt = sqlite3.connect(tmp_path / "h.db", isolation_level=None)
+    corrupt.execute("UPDATE instances SET meta = 'not json' WHERE instance_id = ?", (ID,))
+    corrupt.close()
+    with pytest.raises(ValueError, match="Expecting value"):
+        await app.client.task(counter).send("a", Add())
+    other = sqlite3.connect(tmp_path / "h.db", isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the call kept it
+    other.execute("ROLLBACK")
+    other.close()
+    await asyncio.wait_for(app.client.task(counter).send("b", Add()), 10)
+    await app.aclose()
+
+
+async def test_a_failure_while_taking_a_hold_leaves_the_database_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, app = await opened(tmp_path)
+    await app.client.task(counter).send("a", Add())
+
+    def unreadable(cls: type, row: Any) -> InstanceRecord:
+        raise RuntimeError("unreadable")
+
+    monkeypatch.setattr(InstanceRecord, "from_row", classmethod(unreadable))
+    with pytest.raises(RuntimeError, match="unreadable"):
+        await app.client.task(counter).send("a", Add())
+    monkeypatch.undo()
+    other = sqlite3.connect(tmp_path / "h.db", isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the hold stayed
+    other.execute("ROLLBACK")
+    other.close()
+    await asyncio.wait_for(app.client.task(counter).send("a", Add()), 10)
+    n = await count(app)
+    await app.aclose()
+    assert n == 2
+
+
+async def test_a_blocking_client_call_from_a_handler_lets_go_of_the_hold_first(
+    tmp_path: Path,
+) -> None:
+    """The blocking client waits for another loop, whose write needs the lock that a
+    held call keeps: the hold becomes a claim before the wait, instead of a deadlock."""
+    _, app = await opened(tmp_path)
+    nested: list[int] = []
+
+    async def send_blocking() -> None:
+        if not nested:  # only in the outer call
+            nested.append(1)
+            app.sync_client.task(counter).send("b", Add(by=7))
+
+    Handler.before = send_blocking
+    await app.client.task(counter).send("a", Add())
+    b = await app.client.task(counter).get_state("b")
+    n = await count(app)
+    await app.aclose()
+    assert n == 1
+    assert b.state == Count(7)
+
+
 async def test_a_live_claim_elsewhere_makes_a_call_wait_for_it(tmp_path: Path) -> None:
     store, app = await opened(tmp_path)
     elsewhere = SQLiteStore(str(tmp_path / "h.db"))  # as another process would
@@ -244,6 +316,19 @@ async def test_a_live_claim_elsewhere_makes_a_call_wait_for_it(tmp_path: Path) -
     assert waited
     assert n_while_claimed is None
     assert n == 1
+
+
+async def test_a_failed_held_call_still_fences_out_an_expired_claim(tmp_path: Path) -> None:
+    store, app = await opened(tmp_path)
+    now = time.time()
+    stale = await store.claim(ID, "rival", now - 100, now - 50)  # expired by now
+    assert stale is not None
+    Handler.fail = True
+    with pytest.raises(ExecutionError):
+        await app.client.task(counter).send("a", Add())
+    late = await store.commit(Commit(claim=stale, delete=True))
+    await app.aclose()
+    assert not late
 
 
 async def test_calls_queued_behind_a_held_one_take_their_own_claims(tmp_path: Path) -> None:

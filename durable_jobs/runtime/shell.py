@@ -126,8 +126,28 @@ class InstanceShell:
         if activation.claim is None:
             if self._holding is not None and activation.users == 1:
                 held = await self._holding.hold(target.instance_id, self.owner, self.clock.now())
-            activation.claim = held or await self._acquire(target.instance_id)
-            activation.record = activation.claim.record
+            if held is not None:
+                activation.claim, activation.record = held, held.record
+            else:
+                await self._acquire(target.instance_id, activation)
+        try:
+            return await self._run_claimed(target, activation, operation, hold_on_error, held)
+        finally:
+            # Whatever escaped before the commit ended the hold (a record that cannot
+            # be read, an interrupt) must not leave the database locked.
+            if held is not None and activation.claim is held:
+                activation.claim = activation.record = None
+                with contextlib.suppress(StorageError):
+                    await self.storage.release(held)
+
+    async def _run_claimed(
+        self,
+        target: Target,
+        activation: _Activation,
+        operation: Callable[[Draft], Awaitable[T]],
+        hold_on_error: bool,
+        held: Claim | None,
+    ) -> T:
         draft = Draft(
             instance_id=target.instance_id,
             kind=target.kind,
@@ -210,16 +230,18 @@ class InstanceShell:
             with contextlib.suppress(StorageError):
                 await self.storage.release(claim)
 
-    async def _acquire(self, instance_id: str) -> Claim:
+    async def _acquire(self, instance_id: str, activation: _Activation) -> None:
+        """Take the instance's claim for ``activation``, waiting while another holds it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.claim_wait
         delay = 0.001
-        while True:
+        while activation.claim is None:  # a worker of this process may adopt it meanwhile
             now = self.clock.now()
             claim = await self.storage.claim(instance_id, self.owner, now, now + self.lease)
             if claim is not None:
+                activation.claim, activation.record = claim, claim.record
                 self._ensure_heartbeat()
-                return claim
+                return
             if loop.time() >= deadline:
                 raise StorageError(
                     f"instance {instance_id} stayed claimed by another activation for "

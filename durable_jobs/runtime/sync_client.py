@@ -23,6 +23,7 @@ from .results import (
     TerminateResult,
     TriggerResult,
 )
+from .suspension import before_blocking
 
 S = TypeVar("S")
 E = TypeVar("E")
@@ -46,6 +47,7 @@ class _Bridge:
                 )
                 self._thread.start()
             loop = self._loop
+        before_blocking()  # called from a handler: its hold must not wait for this
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def close(self) -> None:

@@ -274,7 +274,10 @@ _ARRAY_PARAMETER = re.compile(r"%\((\w+)\)b::(\w+)\[\]")
 def _single(template: LiteralString) -> LiteralString:
     """``template`` for a batch of one: each array parameter becomes a scalar made into
     an array by the server. Adapting a list costs psycopg far more than a scalar."""
-    return _ARRAY_PARAMETER.sub(r"ARRAY[%(\1)s::\2]", template)
+    single = _ARRAY_PARAMETER.sub(r"ARRAY[%(\1)s::\2]", template)
+    if ")b::" in single:  # an array parameter the pattern missed would stay a list
+        raise ValueError(f"an array parameter is left in {single!r}")
+    return single
 
 
 def single(params: dict[str, object]) -> dict[str, object]:

@@ -48,7 +48,7 @@ class _Held:
 
     claim: Claim
     writer: Writer
-    stale: bool  # an expired claim of the instance still carries its token
+    stale: bool  # the transaction reset an expired claim's token
 
 
 def _record(row: Sequence[Any] | None) -> InstanceRecord | None:
@@ -75,6 +75,7 @@ class SQLiteStore:
         poll_interval: float = 0.05,
         retry: StorageRetry | None = None,
         pragmas: Mapping[str, int | str] | None = None,
+        held_calls: bool = True,
     ) -> None:
         if synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(f"invalid synchronous {synchronous!r}: expected one of {_SYNCHRONOUS}")
@@ -84,6 +85,9 @@ class SQLiteStore:
         self.poll_interval = poll_interval
         self.retry = retry or StorageRetry()
         self.pragmas = dict(pragmas or {})
+        # A lone call runs in one transaction (``hold``): off for handlers that write to
+        # this database through connections of their own before their first await.
+        self.held_calls = held_calls
         self._local = threading.local()
         self._lock = threading.Lock()
         self._writer: Writer | None = None
@@ -229,7 +233,8 @@ class SQLiteStore:
 
     async def release(self, claim: Claim) -> None:
         if (held := self._take_held(claim)) is not None:
-            held.writer.end_held(commit=False)
+            # Nothing of the call is written; an expired claim's reset is kept.
+            held.writer.end_held(commit=held.stale, durable=False)
             return
         alone = self._flight.alone(token=claim.token)
         self._flight.let_go(claim.token)
@@ -239,7 +244,7 @@ class SQLiteStore:
     async def commit(self, commit: Commit) -> bool:
         if (held := self._take_held(commit.claim)) is not None:
             try:
-                _commit(held.writer.held_connection(), commit, hold=held)
+                _commit(held.writer.held_connection(), commit, holding=True)
             except BaseException as exc:
                 held.writer.end_held(commit=False)
                 if isinstance(exc, sqlite3.Error):
@@ -266,7 +271,7 @@ class SQLiteStore:
     # -- calls held by a transaction (HoldingStorage) ----------------------------
 
     async def hold(self, instance_id: str, owner: str, now: float) -> Claim | None:
-        if not self._flight.alone(now):
+        if not self.held_calls or not self._flight.alone(now):
             return None
         with self._flight.asking():
             await asyncio.sleep(0)  # as in claim(): calls starting alongside show up
@@ -281,19 +286,20 @@ class SQLiteStore:
             if token and expires_at > now:
                 writer.end_held(commit=False)  # claimed elsewhere: wait for it as usual
                 return None
+            if token:  # expired: its late holder must not commit, whatever this call does
+                conn.execute(_RESET_SQL, (instance_id,))
+            claim = Claim(
+                instance_id=instance_id,
+                owner=owner,
+                token=f"held.{next(self._holds)}",  # never stored: unique here suffices
+                expires_at=now,
+                record=None if columns[0] is None else InstanceRecord.from_row(columns),
+            )
         except BaseException as exc:
             writer.end_held(commit=False)
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"sqlite read failed: {exc}") from exc
             raise
-        claim = Claim(
-            instance_id=instance_id,
-            owner=owner,
-            token=f"held.{next(self._holds)}",  # never stored: unique in this process suffices
-            expires_at=now,
-            record=None if columns[0] is None else InstanceRecord.from_row(columns),
-        )
-        # An expired claim's token must stop matching, or its late holder could commit.
         self._held = _Held(claim=claim, writer=writer, stale=bool(token))
         return claim
 
@@ -303,9 +309,11 @@ class SQLiteStore:
             raise StorageError(f"claim of {claim.instance_id} is not held by a transaction")
         token = uuid.uuid4().hex
         try:
-            held.writer.held_connection().execute(
+            taken = held.writer.held_connection().execute(
                 _CLAIM_SQL, (claim.instance_id, claim.owner, token, until, claim.expires_at)
             )
+            if not taken.rowcount:  # cannot be: the transaction found no live claim
+                raise StorageError(f"claim of {claim.instance_id} could not be stored")
         except BaseException as exc:
             held.writer.end_held(commit=False)
             if isinstance(exc, sqlite3.Error):
@@ -424,6 +432,8 @@ _HOLD_SQL = (
     "LEFT JOIN instances i ON i.instance_id = k.id"
 )
 
+_RESET_SQL = "UPDATE claims SET token = '', expires_at = 0 WHERE instance_id = ?"
+
 _CLAIM_SQL = (
     "INSERT INTO claims (instance_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (instance_id) DO UPDATE SET owner = excluded.owner, "
@@ -482,17 +492,13 @@ def _release(conn: sqlite3.Connection, claim: Claim) -> bool:
     )
 
 
-def _commit(conn: sqlite3.Connection, commit: Commit, hold: _Held | None = None) -> bool:
+def _commit(conn: sqlite3.Connection, commit: Commit, *, holding: bool = False) -> bool:
     instance_id = commit.claim.instance_id
     # The fence, in one statement with the release when there is one: the commit is
     # one transaction, so nothing is written unless the claim still holds our token.
     # A held call's transaction has kept out every other writer since it read.
-    if hold is not None:
-        fenced_in = True
-        if hold.stale:
-            conn.execute(
-                "UPDATE claims SET token = '', expires_at = 0 WHERE instance_id = ?", (instance_id,)
-            )
+    if holding:
+        fenced_in = True  # an expired claim's token was reset when the call began
     elif commit.release:
         fenced_in = _release(conn, commit.claim)
     else:
