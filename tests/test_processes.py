@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,30 @@ def test_four_processes_sending_to_one_instance_apply_every_event_once(
     assert state is not None
     assert state.events == 1000
     assert not (tmp_path / "violation").exists(), (tmp_path / "violation").read_text()
+
+
+def test_kill_9_of_a_client_inside_on_event_loses_nothing(shared: Shared, tmp_path: Path) -> None:
+    """On SQLite a lone call runs on_event inside its write transaction: the crash must
+    roll it back and leave the database to the next writer at once."""
+    client = shared.client()
+    client.send("h", Bump())
+    producer = start_producer(shared.env(tmp_path, lease=1.0, DJ_HANG="1"), 1, "h")
+    wait_until(lambda: any(tmp_path.glob("hanging.*")), "the producer to enter on_event")
+    producer.kill()
+    producer.wait()
+    after_crash = client.get_state("h").state
+    if shared.schema is None:  # held by the transaction, which the crash rolled back
+        db = sqlite3.connect(shared.url.removeprefix("sqlite:///"))
+        claimed = db.execute("SELECT count(*) FROM claims WHERE token != ''").fetchone()[0]
+        assert claimed == 0
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        db.close()
+    client.send("h", Bump())
+    final = client.get_state("h").state
+    assert after_crash is not None
+    assert after_crash.events == 1
+    assert final is not None
+    assert final.events == 2
 
 
 def _entered(scratch: Path, pid: int) -> bool:

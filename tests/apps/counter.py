@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ class Count:
 @attrs.frozen
 class Bump:
     schedule: bool = False
+    hang: bool = False  # block on_event before its first await, until the process is killed
 
 
 def _alive(pid: int) -> bool:
@@ -73,6 +75,9 @@ def single_activation(instance_id: str) -> Iterator[None]:
 
 
 async def on_event(event: Bump, ctx: TaskContext[Count]) -> None:
+    if event.hang:  # a test kills this process here: on SQLite, inside the call's transaction
+        (DIR / f"hanging.{os.getpid()}").touch()
+        time.sleep(600)
     with single_activation(ctx.instance_id):
         state = ctx.state or Count()
         await asyncio.sleep(0)  # yield mid-update: other calls must still wait
