@@ -163,10 +163,8 @@ class InstanceShell:
                 result = await self._held(operation(draft), activation)
         except BaseException as exc:
             if held is not None and activation.claim is held:
-                activation.claim = activation.record = None
-                with contextlib.suppress(StorageError):
-                    await self.storage.release(held)  # rolls its transaction back
-            elif isinstance(exc, Exception) and hold_on_error and activation.users == 1:
+                raise  # ``_run`` rolls the hold back
+            if isinstance(exc, Exception) and hold_on_error and activation.users == 1:
                 activation.claim = activation.record = None  # forgotten here, expires there
             else:  # failed, or cancelled (a worker shutting down): hand the instance on
                 await self._let_go(activation)

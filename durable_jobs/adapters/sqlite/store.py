@@ -243,13 +243,8 @@ class SQLiteStore:
 
     async def commit(self, commit: Commit) -> bool:
         if (held := self._take_held(commit.claim)) is not None:
-            try:
-                _commit(held.writer.held_connection(), commit, holding=True)
-            except BaseException as exc:
-                held.writer.end_held(commit=False)
-                if isinstance(exc, sqlite3.Error):
-                    raise StorageError(f"sqlite write failed: {exc}") from exc
-                raise
+            with held.writer.failing_held("write") as conn:
+                _commit(conn, commit, holding=True)
             held.writer.end_held(commit=True)
             self._wakeup.fire()  # released: the instance's alarm is no longer held back
             return True
@@ -278,10 +273,9 @@ class SQLiteStore:
             if not self._flight.alone(now, asking=1):
                 return None
         writer = self._get_writer()
-        conn = writer.begin_held()
-        if conn is None:
+        if writer.begin_held() is None:
             return None
-        try:
+        with writer.failing_held("read") as conn:
             token, expires_at, *columns = conn.execute(_HOLD_SQL, (instance_id,)).fetchone()
             if token and expires_at > now:
                 writer.end_held(commit=False)  # claimed elsewhere: wait for it as usual
@@ -295,11 +289,6 @@ class SQLiteStore:
                 expires_at=now,
                 record=None if columns[0] is None else InstanceRecord.from_row(columns),
             )
-        except BaseException as exc:
-            writer.end_held(commit=False)
-            if isinstance(exc, sqlite3.Error):
-                raise StorageError(f"sqlite read failed: {exc}") from exc
-            raise
         self._held = _Held(claim=claim, writer=writer, stale=bool(token))
         return claim
 
@@ -308,17 +297,12 @@ class SQLiteStore:
         if held is None:
             raise StorageError(f"claim of {claim.instance_id} is not held by a transaction")
         token = uuid.uuid4().hex
-        try:
-            taken = held.writer.held_connection().execute(
+        with held.writer.failing_held("write") as conn:
+            taken = conn.execute(
                 _CLAIM_SQL, (claim.instance_id, claim.owner, token, until, claim.expires_at)
             )
             if not taken.rowcount:  # cannot be: the transaction found no live claim
                 raise StorageError(f"claim of {claim.instance_id} could not be stored")
-        except BaseException as exc:
-            held.writer.end_held(commit=False)
-            if isinstance(exc, sqlite3.Error):
-                raise StorageError(f"sqlite write failed: {exc}") from exc
-            raise
         held.writer.end_held(commit=True, durable=False)
         kept = attrs.evolve(claim, token=token, expires_at=until)
         self._flight.hold((kept,))

@@ -265,6 +265,18 @@ class Writer:
         assert direct.conn.in_transaction
         return direct.conn
 
+    @contextlib.contextmanager
+    def failing_held(self, what: str) -> Iterator[sqlite3.Connection]:
+        """The held transaction's connection, for work that, if it fails, rolls the
+        transaction back and lets go of the gate (an SQLite error as ``StorageError``)."""
+        try:
+            yield self.held_connection()
+        except BaseException as exc:
+            self.end_held(commit=False)
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"sqlite {what} failed: {exc}") from exc
+            raise
+
     def end_held(self, *, commit: bool, durable: bool = True) -> None:
         """Commit (on disk before this returns, if ``durable``) or roll back the
         transaction of ``begin_held``, and let go of the gate."""
