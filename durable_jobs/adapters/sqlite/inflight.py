@@ -8,11 +8,10 @@ never safety; the lock keeps event loops on several threads from making one.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from ..records import Claim
 
@@ -43,15 +42,17 @@ class InFlight:
                 self._earliest = min(held.values(), default=math.inf)
         return not held or (len(held) == 1 and token in held)
 
-    @contextlib.contextmanager
-    def asking(self) -> Iterator[None]:
+    def asking(self) -> InFlight:
+        """``with flight.asking():`` the caller counts as asking for a claim."""
+        return self
+
+    def __enter__(self) -> None:
         with self._lock:
             self._asking += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._asking -= 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._asking -= 1
 
     def hold(self, claims: Sequence[Claim]) -> None:
         with self._lock:

@@ -123,6 +123,9 @@ class SQLiteStore:
         return conn
 
     def _get_writer(self) -> Writer:
+        writer = self._writer
+        if writer is not None and self._writer_pid == os.getpid():
+            return writer
         with self._lock:
             if self._writer is None or self._writer_pid != os.getpid():
                 self._writer = Writer(
@@ -234,7 +237,10 @@ class SQLiteStore:
     async def release(self, claim: Claim) -> None:
         if (held := self._take_held(claim)) is not None:
             # Nothing of the call is written; an expired claim's reset is kept.
-            held.writer.end_held(commit=held.stale, durable=False)
+            if held.stale:
+                held.writer.commit_held(None, durable=False)
+            else:
+                held.writer.rollback_held()
             return
         alone = self._flight.alone(token=claim.token)
         self._flight.let_go(claim.token)
@@ -243,9 +249,7 @@ class SQLiteStore:
 
     async def commit(self, commit: Commit) -> bool:
         if (held := self._take_held(commit.claim)) is not None:
-            with held.writer.failing_held("write") as conn:
-                _commit(conn, commit, holding=True)
-            held.writer.end_held(commit=True)
+            held.writer.commit_held(lambda conn: _commit(conn, commit, holding=True), durable=True)
             self._wakeup.fire()  # released: the instance's alarm is no longer held back
             return True
         token = commit.claim.token
@@ -273,22 +277,24 @@ class SQLiteStore:
             if not self._flight.alone(now, asking=1):
                 return None
         writer = self._get_writer()
-        if writer.begin_held() is None:
+        row = writer.begin_held(_HOLD_SQL, (instance_id,))
+        if row is None:
+            return None
+        token, expires_at, *columns = row
+        if token and expires_at > now:
+            writer.rollback_held()  # claimed elsewhere: wait for it as usual
             return None
         with writer.failing_held("read") as conn:
-            token, expires_at, *columns = conn.execute(_HOLD_SQL, (instance_id,)).fetchone()
-            if token and expires_at > now:
-                writer.end_held(commit=False)  # claimed elsewhere: wait for it as usual
-                return None
             if token:  # expired: its late holder must not commit, whatever this call does
                 conn.execute(_RESET_SQL, (instance_id,))
-            claim = Claim(
-                instance_id=instance_id,
-                owner=owner,
-                token=f"held.{next(self._holds)}",  # never stored: unique here suffices
-                expires_at=now,
-                record=None if columns[0] is None else InstanceRecord.from_row(columns),
-            )
+            record = None if columns[0] is None else InstanceRecord.from_row(columns)
+        claim = Claim(
+            instance_id=instance_id,
+            owner=owner,
+            token=f"held.{next(self._holds)}",  # never stored: unique here suffices
+            expires_at=now,
+            record=record,
+        )
         self._held = _Held(claim=claim, writer=writer, stale=bool(token))
         return claim
 
@@ -297,13 +303,15 @@ class SQLiteStore:
         if held is None:
             raise StorageError(f"claim of {claim.instance_id} is not held by a transaction")
         token = uuid.uuid4().hex
-        with held.writer.failing_held("write") as conn:
+
+        def store(conn: sqlite3.Connection) -> None:
             taken = conn.execute(
                 _CLAIM_SQL, (claim.instance_id, claim.owner, token, until, claim.expires_at)
             )
             if not taken.rowcount:  # cannot be: the transaction found no live claim
                 raise StorageError(f"claim of {claim.instance_id} could not be stored")
-        held.writer.end_held(commit=True, durable=False)
+
+        held.writer.commit_held(store, durable=False)
         kept = attrs.evolve(claim, token=token, expires_at=until)
         self._flight.hold((kept,))
         return kept

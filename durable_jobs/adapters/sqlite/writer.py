@@ -27,7 +27,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import attrs
@@ -201,14 +201,18 @@ class Writer:
 
     def _barrier(self, direct: _Connection, durable: bool) -> int:
         """After a transaction on the loop's connection: the generation its answer
-        must wait for (0: none). A durable one waits for its own fsync. Any other
-        waits only if what it read may not be on disk yet: this process's commits
-        not yet synced, or commits by other connections since the last look (they
-        may have committed at NORMAL too, and their writer may not have synced)."""
+        must wait for (0: none)."""
         if not self._adaptive:
             return 0
+        return self._generation(direct.conn.execute("PRAGMA data_version").fetchone()[0], durable)
+
+    def _generation(self, version: int, durable: bool) -> int:
+        """The generation to wait for, ``version`` being the loop connection's
+        ``data_version`` now. A durable transaction waits for its own fsync. Any
+        other waits only if what it read may not be on disk yet: this process's
+        commits not yet synced, or commits by other connections since the last look
+        (they may have committed at NORMAL too, and their writer may not have synced)."""
         syncer = self._get_syncer()
-        version = direct.conn.execute("PRAGMA data_version").fetchone()[0]
         fresh, self._seen_version = version != self._seen_version, version
         if durable or fresh:
             return syncer.committed()
@@ -227,17 +231,19 @@ class Writer:
 
     # -- a transaction held open by a call ---------------------------------------
 
-    def begin_held(self) -> sqlite3.Connection | None:
-        """Begin a write transaction on the loop's connection and keep it, with the
-        gate, until ``end_held``: a call runs inside it for as long as it does not
-        suspend. ``None`` where beginning would mean waiting."""
+    def begin_held(self, sql: str, params: Sequence[Any]) -> list[Any] | None:
+        """Begin a write transaction on the loop's connection, read one row with
+        ``sql``, and keep the transaction, with the gate, until ``commit_held`` or
+        ``rollback_held``: a call runs inside it for as long as it does not suspend.
+        ``None`` where beginning would mean waiting."""
         direct = self._direct
         if direct is None or not self._queue.empty() or not self._gate.acquire(blocking=False):
             return None
+        conn = direct.conn
         try:
             if self._direct is not direct or self._stopped:
                 raise Busy("the store is closing")
-            direct.conn.execute("BEGIN IMMEDIATE")
+            conn.execute("BEGIN IMMEDIATE")
         except (Busy, sqlite3.Error):  # locked elsewhere: the caller takes a claim
             self._gate.release()
             return None
@@ -249,19 +255,19 @@ class Writer:
             # cut could still take back reaches the disk first (see ``_barrier``).
             if generation := self._barrier(direct, durable=False):
                 self._get_syncer().sync(generation)
+            row: list[Any] = conn.execute(sql, params).fetchone()
         except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):
-                direct.conn.execute("ROLLBACK")
-            self._gate.release()
+            with contextlib.suppress(StorageError):  # the first failure is the one to tell
+                self.rollback_held()
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"sqlite read failed: {exc}") from exc
             raise
-        return direct.conn
+        return row
 
     def held_connection(self) -> sqlite3.Connection:
         """The connection of the transaction ``begin_held`` began."""
         direct = self._direct
-        assert direct is not None
+        assert direct is not None  # stop() waits for the gate to close it
         assert direct.conn.in_transaction
         return direct.conn
 
@@ -272,32 +278,48 @@ class Writer:
         try:
             yield self.held_connection()
         except BaseException as exc:
-            self.end_held(commit=False)
+            with contextlib.suppress(StorageError):  # the first failure is the one to tell
+                self.rollback_held()
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"sqlite {what} failed: {exc}") from exc
             raise
 
-    def end_held(self, *, commit: bool, durable: bool = True) -> None:
-        """Commit (on disk before this returns, if ``durable``) or roll back the
-        transaction of ``begin_held``, and let go of the gate."""
-        direct = self._direct
-        assert direct is not None  # stop() waits for the gate to close it
+    def commit_held(self, write: Write | None, *, durable: bool) -> Any:
+        """Apply ``write`` in the transaction of ``begin_held`` and commit (on disk
+        before this returns, if ``durable``), or roll back if either fails; then let
+        go of the gate. Returns what ``write`` returned."""
+        conn = self.held_connection()
         try:
             try:
-                if commit:
-                    if durable and self._adaptive:
-                        self._get_syncer().check()
-                    direct.conn.execute("COMMIT")
-                else:
-                    direct.conn.execute("ROLLBACK")
+                result = None if write is None else write(conn)
+                if durable and self._adaptive:
+                    self._get_syncer().check()
+                conn.execute("COMMIT")
             except BaseException:
-                if direct.conn.in_transaction:
-                    direct.conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
-            if commit and (generation := self._barrier(direct, durable)):
-                self._get_syncer().sync(generation)
+            if self._adaptive:
+                # No other connection can have committed while this one held the
+                # write lock: what ``begin_held`` saw of them (data_version) stands.
+                syncer = self._get_syncer()
+                if generation := syncer.committed() if durable else syncer.unsynced():
+                    syncer.sync(generation)
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite write failed: {exc}") from exc
+        finally:
+            self._gate.release()
+        return result
+
+    def rollback_held(self) -> None:
+        """Roll back the transaction of ``begin_held`` (unless a failure already
+        did) and let go of the gate."""
+        direct = self._direct
+        try:
+            if direct is not None and direct.conn.in_transaction:
+                direct.conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            raise StorageError(f"sqlite rollback failed: {exc}") from exc
         finally:
             self._gate.release()
 
