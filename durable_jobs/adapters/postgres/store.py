@@ -48,6 +48,7 @@ from psycopg_pool import ConnectionPool
 from ...errors import StorageError
 from ..records import Claim, Commit, DeadLetterRecord, InstanceRecord, OutboxEntry
 from ..retry import StorageRetry
+from ..tokens import new_token
 from ..wakeup import Wakeup
 from .group import GroupCommit
 from .lane import AsyncConnection, Lane
@@ -309,7 +310,7 @@ class PostgresStore:
         )
 
     async def claim(self, instance_id: str, owner: str, now: float, until: float) -> Claim | None:
-        ask = _Ask(instance_id, owner, uuid.uuid4().hex, now, until)
+        ask = _Ask(instance_id, owner, new_token(), now, until)
         resources = self._require()
         lanes = self._lanes(resources)
         submit = lanes.claims.submit if lanes is not None else resources.claims.submit

@@ -15,7 +15,6 @@ import itertools
 import os
 import sqlite3
 import threading
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ from ..records import (
     OutboxEntry,
 )
 from ..retry import StorageRetry
+from ..tokens import new_token
 from ..wakeup import Wakeup
 from .inflight import InFlight
 from .schema import migrate
@@ -302,7 +302,7 @@ class SQLiteStore:
         held = self._take_held(claim)
         if held is None:
             raise StorageError(f"claim of {claim.instance_id} is not held by a transaction")
-        token = uuid.uuid4().hex
+        token = new_token()
 
         def store(conn: sqlite3.Connection) -> None:
             taken = conn.execute(
@@ -437,7 +437,7 @@ _CLAIM_SQL = (
 def _claim(
     conn: sqlite3.Connection, instance_id: str, owner: str, now: float, until: float
 ) -> Claim | None:
-    token = uuid.uuid4().hex
+    token = new_token()
     taken = conn.execute(_CLAIM_SQL, (instance_id, owner, token, until, now)).rowcount
     if not taken:
         return None
@@ -459,7 +459,7 @@ def _claim_due(
         InstanceRecord.from_row(row)
         for row in conn.execute(_DUE_RECORDS_SQL, (now, now, limit)).fetchall()
     ]
-    batch = uuid.uuid4().hex
+    batch = new_token()
     claims = [
         Claim(
             instance_id=r.instance_id,
