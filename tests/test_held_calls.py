@@ -277,6 +277,48 @@ async def test_a_failure_while_taking_a_hold_leaves_the_database_unlocked(
     assert n == 2
 
 
+class RollbackFails:
+    """A connection whose ROLLBACK works but reports an error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.conn, name)
+
+    def execute(self, sql: str, *params: Any) -> sqlite3.Cursor:
+        if sql == "ROLLBACK":
+            self.conn.execute(sql)
+            raise sqlite3.OperationalError("rollback refused")
+        return self.conn.execute(sql, *params)
+
+
+async def test_a_held_commit_that_fails_tells_its_own_failure_and_lets_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, app = await opened(tmp_path)
+    await app.client.task(counter).send("a", Add())
+    direct = store._get_writer()._direct
+    assert direct is not None
+    monkeypatch.setattr(direct, "conn", RollbackFails(direct.conn))
+
+    def refused(*_: object, **__: object) -> bool:
+        raise RuntimeError("write refused")
+
+    monkeypatch.setattr("durable_jobs.adapters.sqlite.store._commit", refused)
+    with pytest.raises(RuntimeError, match="write refused"):  # not the rollback's error
+        await app.client.task(counter).send("a", Add())
+    monkeypatch.undo()
+    other = sqlite3.connect(tmp_path / "h.db", isolation_level=None, timeout=0)
+    other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the hold stayed
+    other.execute("ROLLBACK")
+    other.close()
+    await asyncio.wait_for(app.client.task(counter).send("a", Add()), 10)
+    n = await count(app)
+    await app.aclose()
+    assert n == 2
+
+
 async def test_a_blocking_client_call_from_a_handler_lets_go_of_the_hold_first(
     tmp_path: Path,
 ) -> None:

@@ -32,5 +32,6 @@ def test_a_forked_child_draws_tokens_its_parent_never_does() -> None:
             child = pipe.read().decode()
     finally:
         os.waitpid(pid, 0)
-    assert child and child != parent
+    assert child
+    assert child != parent
     assert child.split(".")[0] != parent.split(".")[0]

@@ -2,7 +2,7 @@
 
 A random prefix per process and a counter: as unique as a fresh UUID per claim,
 at a tenth of its cost, which a client call pays once per claim. A forked child
-draws a prefix of its own.
+draws a prefix of its own on its first token.
 """
 
 from __future__ import annotations
@@ -13,17 +13,16 @@ import uuid
 
 
 class _Prefix:
-    def __init__(self) -> None:
-        self.draw()
-
-    def draw(self) -> None:
-        self.text = uuid.uuid4().hex
+    text = ""
+    pid = 0  # of the process that drew ``text``
 
 
 _prefix = _Prefix()
 _counter = itertools.count()
-os.register_at_fork(after_in_child=_prefix.draw)
 
 
 def new_token() -> str:
+    if _prefix.pid != os.getpid():
+        # The text first: a thread that sees this pid finds its prefix too.
+        _prefix.text, _prefix.pid = uuid.uuid4().hex, os.getpid()
     return f"{_prefix.text}.{next(_counter)}"

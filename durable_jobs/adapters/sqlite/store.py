@@ -123,8 +123,8 @@ class SQLiteStore:
         return conn
 
     def _get_writer(self) -> Writer:
-        writer = self._writer
-        if writer is not None and self._writer_pid == os.getpid():
+        # The pid first: the slow path sets it after the writer it belongs to.
+        if self._writer_pid == os.getpid() and (writer := self._writer) is not None:
             return writer
         with self._lock:
             if self._writer is None or self._writer_pid != os.getpid():
@@ -280,14 +280,16 @@ class SQLiteStore:
         row = writer.begin_held(_HOLD_SQL, (instance_id,))
         if row is None:
             return None
-        token, expires_at, *columns = row
-        if token and expires_at > now:
+        with writer.failing_held("read") as conn:
+            token, expires_at, *columns = row
+            live = bool(token) and expires_at > now
+            if token and not live:
+                # Expired: its late holder must not commit, whatever this call does.
+                conn.execute(_RESET_SQL, (instance_id,))
+            record = None if live or columns[0] is None else InstanceRecord.from_row(columns)
+        if live:
             writer.rollback_held()  # claimed elsewhere: wait for it as usual
             return None
-        with writer.failing_held("read") as conn:
-            if token:  # expired: its late holder must not commit, whatever this call does
-                conn.execute(_RESET_SQL, (instance_id,))
-            record = None if columns[0] is None else InstanceRecord.from_row(columns)
         claim = Claim(
             instance_id=instance_id,
             owner=owner,

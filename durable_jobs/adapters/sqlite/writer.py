@@ -257,8 +257,8 @@ class Writer:
                 self._get_syncer().sync(generation)
             row: list[Any] = conn.execute(sql, params).fetchone()
         except BaseException as exc:
-            with contextlib.suppress(StorageError):  # the first failure is the one to tell
-                self.rollback_held()
+            self._roll_back(quietly=True)  # the first failure is the one to tell
+            self._gate.release()
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"sqlite read failed: {exc}") from exc
             raise
@@ -278,8 +278,8 @@ class Writer:
         try:
             yield self.held_connection()
         except BaseException as exc:
-            with contextlib.suppress(StorageError):  # the first failure is the one to tell
-                self.rollback_held()
+            self._roll_back(quietly=True)  # the first failure is the one to tell
+            self._gate.release()
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"sqlite {what} failed: {exc}") from exc
             raise
@@ -288,16 +288,15 @@ class Writer:
         """Apply ``write`` in the transaction of ``begin_held`` and commit (on disk
         before this returns, if ``durable``), or roll back if either fails; then let
         go of the gate. Returns what ``write`` returned."""
-        conn = self.held_connection()
         try:
             try:
+                conn = self.held_connection()
                 result = None if write is None else write(conn)
                 if durable and self._adaptive:
                     self._get_syncer().check()
                 conn.execute("COMMIT")
             except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                self._roll_back(quietly=True)  # the first failure is the one to tell
                 raise
             if self._adaptive:
                 # No other connection can have committed while this one held the
@@ -312,16 +311,23 @@ class Writer:
         return result
 
     def rollback_held(self) -> None:
-        """Roll back the transaction of ``begin_held`` (unless a failure already
-        did) and let go of the gate."""
-        direct = self._direct
+        """Roll back the transaction of ``begin_held`` and let go of the gate."""
         try:
-            if direct is not None and direct.conn.in_transaction:
-                direct.conn.execute("ROLLBACK")
+            self._roll_back(quietly=False)
         except sqlite3.Error as exc:
             raise StorageError(f"sqlite rollback failed: {exc}") from exc
         finally:
             self._gate.release()
+
+    def _roll_back(self, *, quietly: bool) -> None:
+        """Roll back the held transaction, unless a failure already did."""
+        direct = self._direct
+        if direct is not None and direct.conn.in_transaction:
+            try:
+                direct.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                if not quietly:
+                    raise
 
     def _get_syncer(self) -> Syncer:
         if self._syncer is None:
