@@ -111,6 +111,24 @@ async def count(app: DurableJobs) -> int | None:
     return None if state.state is None else state.state.n
 
 
+def assert_unlocked(path: Path) -> None:
+    """Another connection takes the write lock at once: no hold was left behind."""
+    other = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if one was
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
+
+
+async def one_more_goes_through(app: DurableJobs) -> int | None:
+    """Send to "a" once more, then close ``app``; the count "a" ends at."""
+    await asyncio.wait_for(app.client.task(counter).send("a", Add()), 10)
+    n = await count(app)
+    await app.aclose()
+    return n
+
+
 async def test_a_lone_call_is_one_transaction_and_stores_no_claim(tmp_path: Path) -> None:
     store, app = await opened(tmp_path)
     for _ in range(3):
@@ -184,10 +202,7 @@ async def test_a_call_that_suspends_stores_its_claim_and_lets_go_of_the_lock(
     sending = asyncio.ensure_future(app.client.task(counter).send("a", Add()))
     await asyncio.wait_for(suspended.wait(), 10)
     row = claim_row(tmp_path / "h.db")
-    other = sqlite3.connect(tmp_path / "h.db", isolation_level=None, timeout=0)
-    other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the call kept the lock
-    other.execute("ROLLBACK")
-    other.close()
+    assert_unlocked(tmp_path / "h.db")
     go_on.set()
     await asyncio.wait_for(sending, 10)
     n = await count(app)
@@ -246,10 +261,7 @@ async def test_a_record_that_cannot_be_read_leaves_the_database_unlocked(
     corrupt.close()
     with pytest.raises(ValueError, match="Expecting value"):
         await app.client.task(counter).send("a", Add())
-    other = sqlite3.connect(tmp_path / "h.db", isolation_level=None, timeout=0)
-    other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the call kept it
-    other.execute("ROLLBACK")
-    other.close()
+    assert_unlocked(tmp_path / "h.db")
     await asyncio.wait_for(app.client.task(counter).send("b", Add()), 10)
     await app.aclose()
 
@@ -267,14 +279,8 @@ async def test_a_failure_while_taking_a_hold_leaves_the_database_unlocked(
     with pytest.raises(RuntimeError, match="unreadable"):
         await app.client.task(counter).send("a", Add())
     monkeypatch.undo()
-    other = sqlite3.connect(tmp_path / "h.db", isolation_level=None, timeout=0)
-    other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the hold stayed
-    other.execute("ROLLBACK")
-    other.close()
-    await asyncio.wait_for(app.client.task(counter).send("a", Add()), 10)
-    n = await count(app)
-    await app.aclose()
-    assert n == 2
+    assert_unlocked(tmp_path / "h.db")
+    assert await one_more_goes_through(app) == 2
 
 
 class RollbackFails:
@@ -309,14 +315,8 @@ async def test_a_held_commit_that_fails_tells_its_own_failure_and_lets_go(
     with pytest.raises(RuntimeError, match="write refused"):  # not the rollback's error
         await app.client.task(counter).send("a", Add())
     monkeypatch.undo()
-    other = sqlite3.connect(tmp_path / "h.db", isolation_level=None, timeout=0)
-    other.execute("BEGIN IMMEDIATE")  # raises "database is locked" if the hold stayed
-    other.execute("ROLLBACK")
-    other.close()
-    await asyncio.wait_for(app.client.task(counter).send("a", Add()), 10)
-    n = await count(app)
-    await app.aclose()
-    assert n == 2
+    assert_unlocked(tmp_path / "h.db")
+    assert await one_more_goes_through(app) == 2
 
 
 async def test_a_blocking_client_call_from_a_handler_lets_go_of_the_hold_first(
