@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -511,3 +512,42 @@ def waiting_on_a_lock(application_name: str) -> list[int]:
         (application_name,),
     )
     return [pid for (pid,) in found]
+
+
+async def test_a_commit_looks_its_rows_up_by_key_in_any_plan(make: Make, schema: str) -> None:
+    """The plan a prepared commit keeps may date from when the tables were small; it
+    must still find the rows of the batch through their keys, never by reading a
+    whole table, which would make every commit cost as much as the table is large."""
+    store = make()
+    await store.open()
+    ids = [f"task:job:{n:05d}" for n in range(2_000)]
+    tables = {t: sql.Identifier(schema, t) for t in ("instances", "claims")}
+    query(
+        sql.SQL(
+            "INSERT INTO {} (instance_id, kind, job_name, key, state, meta, created_at, "
+            "updated_at) SELECT id, 'task', 'job', id, '{{}}', '{{}}', 0, 0 "
+            "FROM unnest(%s::text[]) id"
+        ).format(tables["instances"]),
+        (ids,),
+    )
+    query(
+        sql.SQL(
+            "INSERT INTO {} (instance_id, owner, token, expires_at) "
+            "SELECT id, 'w', id, 1e12 FROM unnest(%s::text[]) id"
+        ).format(tables["claims"]),
+        (ids,),
+    )
+    numbers: dict[bytes, int] = {}
+
+    def placeholder(name: re.Match[bytes]) -> bytes:
+        return b"$%d" % numbers.setdefault(name[1], len(numbers) + 1)
+
+    prepared = re.sub(rb"%\((\w+)\)[bs]", placeholder, store._q.commit_many)
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute(b"PREPARE commit_many AS " + prepared)
+        conn.execute("SET plan_cache_mode = force_generic_plan")  # the plan a lane keeps
+        nulls = sql.SQL(", ").join([sql.NULL] * len(numbers))
+        explain = sql.SQL("EXPLAIN EXECUTE commit_many({})").format(nulls)
+        plan = "\n".join(row[0] for row in conn.execute(explain))
+    assert "Index Scan using instances_pkey" in plan
+    assert "Seq Scan" not in plan, plan

@@ -110,7 +110,9 @@ RELEASE_FENCED: LiteralString = (
 # claim_due lock them; the scalar subquery runs before the first claim row is locked.
 # Claim rows are locked FOR UPDATE, so a claim taken over concurrently is re-read
 # and its new token fails the join: a stale commit writes nothing. The statement
-# answers with the ids of the commits fenced in.
+# answers with the ids of the commits fenced in. Rows are locked one by one through
+# LATERAL lookups, which the planner cannot turn into a hash join: a prepared plan
+# made while a table was small would otherwise scan all of it at every commit.
 COMMIT_MANY: LiteralString = """
     WITH b AS (
         SELECT * FROM unnest(
@@ -121,12 +123,16 @@ COMMIT_MANY: LiteralString = """
         ) AS b(instance_id, token, has_record, kind, job_name, key, state, meta, alarm_at,
                created_at, updated_at, idempotency_key, release)
     ), locked AS (
-        SELECT i.instance_id FROM {instances} i JOIN b USING (instance_id)
-        ORDER BY i.instance_id FOR UPDATE OF i
+        SELECT i.instance_id FROM (SELECT instance_id FROM b ORDER BY instance_id COLLATE "C") o,
+        LATERAL (SELECT instance_id FROM {instances}
+                 WHERE instance_id = o.instance_id FOR UPDATE) i
     ), fence AS (
-        SELECT b.* FROM {claims} c JOIN b USING (instance_id)
-        WHERE c.token = b.token AND (SELECT count(*) FROM locked) >= 0
-        ORDER BY c.instance_id FOR UPDATE OF c
+        SELECT o.* FROM (
+            SELECT * FROM b WHERE (SELECT count(*) FROM locked) >= 0
+            ORDER BY instance_id COLLATE "C"
+        ) o,
+        LATERAL (SELECT FROM {claims}
+                 WHERE instance_id = o.instance_id AND token = o.token FOR UPDATE) c
     ), upserted AS (
         INSERT INTO {instances} ({columns})
         SELECT instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at
@@ -140,13 +146,14 @@ COMMIT_MANY: LiteralString = """
         SELECT instance_id, idempotency_key FROM fence WHERE idempotency_key IS NOT NULL
         ON CONFLICT DO NOTHING
     ), released AS (
-        DELETE FROM {claims} c USING fence f
-        WHERE f.release AND c.instance_id = f.instance_id AND c.token = f.token
+        DELETE FROM {claims}
+        WHERE instance_id = ANY(ARRAY(SELECT instance_id FROM fence WHERE release))
+            AND token = ANY(ARRAY(SELECT token FROM fence WHERE release))
     ), woken AS (
         SELECT pg_notify(%(channel)s, %(origin)s) FROM fence f
-        LEFT JOIN {instances} i USING (instance_id)
         WHERE CASE WHEN f.has_record THEN f.alarm_at IS NOT NULL
-                   ELSE f.release AND i.alarm_at IS NOT NULL END
+                   ELSE f.release AND (SELECT alarm_at FROM {instances}
+                                       WHERE instance_id = f.instance_id) IS NOT NULL END
         LIMIT 1
     )
     SELECT instance_id FROM fence WHERE (SELECT count(*) FROM woken) >= 0"""
