@@ -29,6 +29,9 @@ AsyncConnection = psycopg.AsyncConnection[TupleRow]
 Apply = Callable[[list[T], AsyncConnection], Awaitable[Sequence[R | Exception]]]
 
 
+SPLIT_FROM = 16  # callers queued together that go out as two statements
+
+
 class Lane(Generic[T, R]):
     """Applies items of one kind, submitted on one event loop, in batches.
 
@@ -57,6 +60,7 @@ class Lane(Generic[T, R]):
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._live: list[tuple[T, asyncio.Future[R]]] = []  # the batch in flight
         self._drain_task: asyncio.Task[None] | None = None
+        self._split = False  # the batch in flight is the first half of a crowd
         self._closed = False
 
     async def submit(self, item: T) -> R:
@@ -96,8 +100,15 @@ class Lane(Generic[T, R]):
     async def _drain(self) -> None:
         try:
             while self._pending and not self._closed:
-                batch = self._pending[: self._max_batch]
-                del self._pending[: self._max_batch]
+                size = len(self._pending)
+                # A crowd goes out in two halves: the second is on the wire while the
+                # loop hands out the first's answers and their callers run on. Once
+                # split, the two halves keep apart as two groups, each a batch.
+                split = size >= SPLIT_FROM and not self._split
+                self._split = split
+                size = min((size + 1) // 2 if split else size, self._max_batch)
+                batch = self._pending[:size]
+                del self._pending[:size]
                 self._live = [(item, future) for item, future in batch if not future.done()]
                 if self._live:
                     outcomes = await self._outcomes([item for item, _ in self._live])
