@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -360,3 +361,49 @@ async def test_after_a_failed_fsync_the_writer_thread_makes_no_durable_write(
         await store._get_writer().submit(add, durable=True)
     assert await store.take_outbox(10) == []
     await store.close()
+
+
+async def test_a_caller_alone_on_its_loop_does_not_yield_but_others_ready_make_it() -> None:
+    flight = InFlight()
+    await flight.let_others_ask()  # the first call on a loop yields: nothing is known of it
+    ran: list[str] = []
+    asyncio.get_running_loop().call_soon(ran.append, "other")
+    await flight.let_others_ask()
+    assert ran == ["other"]  # something ready: it went first
+    ran.clear()
+    await flight.let_others_ask()
+    # Nothing ready and a yield just made: the caller goes on (a callback queued now
+    # would run only at the loop's next turn).
+    asyncio.get_running_loop().call_soon(ran.append, "later")
+    assert ran == []
+    await asyncio.sleep(0)
+    assert ran == ["later"]
+
+
+async def test_held_calls_that_never_wait_still_let_the_loop_run(tmp_path: Path) -> None:
+    """A lone caller skips its yield only for a short while: I/O that is waiting (here
+    a readable socket, seen only when the loop turns) gets the loop."""
+    store = SQLiteStore(str(tmp_path / "b.db"), synchronous="NORMAL")
+    await store.open()
+    warm = await store.claim("task:job:warm", "w", T0, T0 + LEASE)  # opens the writer
+    assert warm is not None
+    await store.release(warm)
+    loop = asyncio.get_running_loop()
+    reader, writer = socket.socketpair()
+    seen: list[int] = []
+    calls = 0
+    loop.add_reader(reader.fileno(), lambda: seen.append(calls))
+    writer.send(b"x")
+    try:
+        while not seen and calls < 20_000:
+            claim = await store.hold(f"task:job:{calls % 10}", "w", T0)
+            assert claim is not None
+            await store.commit(Commit(claim=claim, record=record(claim.instance_id)))
+            calls += 1
+    finally:
+        loop.remove_reader(reader.fileno())
+        reader.close()
+        writer.close()
+        await store.close()
+    assert seen
+    assert seen[0] < 20_000

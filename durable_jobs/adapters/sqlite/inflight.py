@@ -8,12 +8,19 @@ never safety; the lock keeps event loops on several threads from making one.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import threading
+import time
+import weakref
 from collections.abc import Sequence
 
 from ..records import Claim
+
+MAX_BUSY = 0.005
+"""How long, in seconds, calls that find nothing else ready may keep their event loop
+without a yield, so that a caller that never waits does not starve the loop."""
 
 
 class InFlight:
@@ -23,6 +30,9 @@ class InFlight:
         self._held: dict[str, float] = {}  # token -> expiry
         self._asking = 0
         self._earliest = math.inf  # no held claim expires before this
+        self._last_yield: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def alone(self, now: float | None = None, token: str = "", asking: int = 0) -> bool:
         """Whether no claim but ``token`` is held, and none asked for but the caller's
@@ -41,6 +51,22 @@ class InFlight:
                     del held[stale]
                 self._earliest = min(held.values(), default=math.inf)
         return not held or (len(held) == 1 and token in held)
+
+    async def let_others_ask(self) -> None:
+        """Let the tasks ready to run on this loop go first, so that calls starting
+        alongside the caller's see it asking and share its transactions.
+
+        A yield costs a turn of the loop, about as much as the rest of a lone call's
+        work, and where nothing else is ready it changes nothing: what I/O wakes runs
+        after the caller either way. asyncio has no public way to ask, so a loop
+        without ``_ready`` (not asyncio's own) always yields.
+        """
+        loop = asyncio.get_running_loop()
+        ready = getattr(loop, "_ready", None)
+        now = time.monotonic()
+        if ready is None or ready or now - self._last_yield.get(loop, 0.0) >= MAX_BUSY:
+            self._last_yield[loop] = now
+            await asyncio.sleep(0)
 
     def asking(self) -> InFlight:
         """``with flight.asking():`` the caller counts as asking for a claim."""

@@ -199,11 +199,9 @@ class SQLiteStore:
         alone = self._flight.alone(now)
         with self._flight.asking():
             if alone:
-                # A direct write never suspends: first let the other tasks of this
-                # loop run, so that calls starting alongside this one see it asking,
-                # and all share the writer's transactions (one yield per call, at its
-                # start, suffices).
-                await asyncio.sleep(0)
+                # A direct write never suspends: first let calls starting alongside
+                # see this one asking (once per call, at its start, suffices).
+                await self._flight.let_others_ask()
                 alone = self._flight.alone(now, asking=1)
             claim: Claim | None = await self._write(
                 lambda conn: _claim(conn, instance_id, owner, now, until),
@@ -273,7 +271,7 @@ class SQLiteStore:
         if not self.held_calls or not self._flight.alone(now):
             return None
         with self._flight.asking():
-            await asyncio.sleep(0)  # as in claim(): calls starting alongside show up
+            await self._flight.let_others_ask()  # as in claim()
             if not self._flight.alone(now, asking=1):
                 return None
         writer = self._get_writer()
