@@ -56,7 +56,7 @@ class InFlight:
         """Let the tasks ready to run on this loop go first, so that calls starting
         alongside the caller's see it asking and share its transactions.
 
-        A yield costs a turn of the loop, about as much as the rest of a lone call's
+        A yield costs a turn of the loop, a sizeable part of a lone call's
         work, and where nothing else is ready it changes nothing: what I/O wakes runs
         after the caller either way. asyncio has no public way to ask, so a loop
         without ``_ready`` (not asyncio's own) always yields.
