@@ -116,6 +116,33 @@ async def test_a_schema_of_the_first_version_is_migrated_on_open(make: Make, sch
     assert versions == [(LATEST,)]
 
 
+def wal_syncs_of(statement: sql.Composable, n: int = 50) -> int:
+    """The WAL flushes to disk while one connection runs ``statement`` ``n`` times,
+    each with a fresh instance id and token."""
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        (before,) = query(sql.SQL("SELECT wal_sync FROM pg_stat_wal"))[0]
+        for _ in range(n):
+            conn.execute(statement, (f"task:job:{uuid.uuid4().hex}", uuid.uuid4().hex))
+        # Statistics reach the shared counters when the backend next goes idle.
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        conn.execute("SELECT")
+    (after,) = query(sql.SQL("SELECT wal_sync FROM pg_stat_wal"))[0]
+    return int(after - before)
+
+
+async def test_a_claim_does_not_wait_for_the_disk_and_a_commit_does(
+    make: Make, schema: str
+) -> None:
+    await make().open()
+    claims = sql.Identifier(schema, "claims")
+    plain = sql.SQL("INSERT INTO {} VALUES (%s, 'w', %s, 0)").format(claims)
+    assert wal_syncs_of(plain) >= 50  # the measure sees every flush of a commit
+    claim_many = sql.SQL(
+        "SELECT FROM {}(ARRAY[%s], ARRAY[%s], ARRAY['w'], ARRAY[1e12::float8], 0)"
+    ).format(sql.Identifier(schema, "claim_many"))
+    assert wal_syncs_of(claim_many) < 10  # the WAL writer's own flushes, at most
+
+
 async def test_a_claim_is_exclusive_across_stores(make: Make) -> None:
     a, b = make(), make()
     await opened(a, b)
