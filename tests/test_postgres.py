@@ -69,8 +69,16 @@ async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
             await asyncio.sleep(0.02)
 
 
+async def listening(store: PostgresStore) -> None:
+    """Let ``store`` listen, and take the wake-up it fires once it does."""
+    await store.wait_for_alarm(0)  # the first wait starts the listener
+    await until(lambda: store.listening)
+    await store.wait_for_alarm(0)
+
+
 async def woken(store: PostgresStore, trigger: Callable[[], Any], within: float = 5.0) -> None:
     """``store.wait_for_alarm(60)`` must return within ``within`` s of ``await trigger()``."""
+    await listening(store)  # so that only ``trigger`` can end the wait early
     waiting = asyncio.ensure_future(store.wait_for_alarm(60))
     await asyncio.sleep(0)  # let the waiter register before the trigger
     await trigger()
@@ -263,7 +271,7 @@ def backends(application_name: str) -> list[int]:
     return [pid for (pid,) in found]
 
 
-def listening(application_name: str) -> list[int]:
+def listening_backends(application_name: str) -> list[int]:
     found = query(
         sql.SQL(
             "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND query LIKE 'LISTEN%%'"
@@ -278,6 +286,7 @@ async def test_terminated_connections_are_survived(make: Make) -> None:
     a = make(make_conninfo(DSN, application_name=app), min_size=2, max_size=2, poll_interval=60)
     b = make()
     await opened(a, b)
+    await listening(a)
     rec = record(alarm_at=T0)
     await put(a, rec)
     await until(lambda: len(backends(app)) >= 3)  # two pooled, one listening
@@ -289,8 +298,8 @@ async def test_terminated_connections_are_survived(make: Make) -> None:
 
     assert await a.read(rec.instance_id) == rec
     await put(a, record("task:job:b"))
-    await until(lambda: bool(listening(app)))
-    assert not killed & set(listening(app))
+    await until(lambda: bool(listening_backends(app)))
+    assert not killed & set(listening_backends(app))
     for n in range(3):  # a reconnect may wake once on its own; three in a row need NOTIFY
         await woken(a, lambda n=n: put(b, record(f"task:job:n{n}", alarm_at=T0)))
 
@@ -350,6 +359,26 @@ async def test_a_closed_store_refuses_calls_and_reopens(make: Make) -> None:
 
 
 # -- notifications -------------------------------------------------------------
+
+
+async def test_a_store_listens_from_its_first_wait_for_an_alarm(make: Make) -> None:
+    app = f"dj_listen_{uuid.uuid4().hex[:8]}"
+    calls = make(make_conninfo(DSN, application_name=app))
+    worker = make(make_conninfo(DSN, application_name=f"{app}_w"), poll_interval=60)
+    await opened(calls, worker)
+    await put(calls, record(alarm_at=T0))
+    taken = await claim(calls, "task:job:b")
+    await calls.commit(Commit(claim=taken, record=record("task:job:b", alarm_at=T0)))
+    assert await calls.claim_due(T0 + 1, 10, "w", T0 + LEASE)
+    # Calls alone (a web server's) hold no listening connection.
+    assert not calls.listening
+    assert listening_backends(app) == []
+    assert not worker.listening
+    # The first wait listens, and ends once it does: what was sent before is unknown.
+    await asyncio.wait_for(worker.wait_for_alarm(60), 5)
+    assert worker.listening
+    assert len(listening_backends(f"{app}_w")) == 1
+    await woken(worker, lambda: put(calls, record("task:job:c", alarm_at=T0)))
 
 
 async def test_a_commit_in_one_store_wakes_the_other(make: Make) -> None:
@@ -465,6 +494,7 @@ async def test_a_loop_that_ends_closes_its_connections(make: Make) -> None:
     app = f"dj_loop_{uuid.uuid4().hex[:8]}"
     store = make(make_conninfo(DSN, application_name=app), min_size=1, max_size=2)
     await store.open()
+    await listening(store)
     await until(lambda: len(backends(app)) >= 2)  # one pooled, one listening
     before = set(backends(app))
 

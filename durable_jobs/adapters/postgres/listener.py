@@ -3,7 +3,9 @@
 The connection lives on its own daemon thread, not in the pool and not on any event
 loop, so every loop of the process is woken through the same :class:`Wakeup`.
 Notifications carry the sending store's origin; a store ignores its own, since its
-commits already fired the wakeup locally.
+commits already fired the wakeup locally. The store starts listening at its first wait
+for an alarm: a process that only makes calls (a web server) holds no connection for
+it, and its thread is not woken by every alarm the whole schema sets.
 """
 
 from __future__ import annotations
@@ -48,19 +50,29 @@ class Listener:
         self._wakeup = wakeup
         self._stop = threading.Event()
         self._listening = threading.Event()
-        self._reconnecting = False
-        self._thread = threading.Thread(target=self._run, name="durable-jobs-listen", daemon=True)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread.start()
+        """Start listening, if not yet started (from any thread)."""
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(
+                    target=self._run, name="durable-jobs-listen", daemon=True
+                )
+                self._thread.start()
+
+    @property
+    def listening(self) -> bool:
+        """Whether the LISTEN is in place (and the wake-up it fires then was fired)."""
+        return self._listening.is_set()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5 * self.TICK)
-
-    def wait_listening(self, timeout: float) -> bool:
-        """Whether the LISTEN is in place, waiting up to ``timeout`` seconds for it."""
-        return self._listening.wait(timeout)
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=5 * self.TICK)
 
     def _run(self) -> None:
         delay = self.TICK
@@ -69,7 +81,6 @@ class Listener:
                 self._listen()
             except Exception as exc:  # whatever it was, keep listening: waiters rely on it
                 log.warning("storage.listen_failed", channel=self._channel, error=str(exc))
-            self._reconnecting = True
             if self._listening.is_set():
                 delay = self.TICK  # it worked for a while: reconnect promptly
             self._listening.clear()
@@ -80,9 +91,9 @@ class Listener:
     def _listen(self) -> None:
         with psycopg.connect(self._dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
-            if self._reconnecting:
-                # What was sent while we were away is lost: let waiters look themselves.
-                self._wakeup.fire()
+            # What was sent before we listened (or while we were away) is lost: let
+            # waiters look for themselves.
+            self._wakeup.fire()
             self._listening.set()
             while not self._stop.is_set():
                 for notify in conn.notifies(timeout=self.TICK):

@@ -20,8 +20,9 @@ statement (``COMMIT_MANY``), the rest (deletions, dead letters, outbox events) a
 pipelined transaction — one round trip either way.
 
 Alarms: a commit that leaves its instance with an alarm (or releases the claim of one)
-sends ``pg_notify`` in its transaction; every store on the schema wakes through its
-``listener.py`` thread. Commits made by this store wake its own waiters directly.
+sends ``pg_notify`` in its transaction; every store on the schema that waits for alarms
+wakes through its ``listener.py`` thread, started by its first wait. Commits made by
+this store wake its own waiters directly.
 ``wait_for_alarm`` never sleeps longer than ``poll_interval``, so alarms still surface
 where notifications do not arrive (a listener reconnecting, PgBouncer in transaction
 mode). Needs PostgreSQL 9.5 or newer (``ON CONFLICT``, ``SKIP LOCKED``).
@@ -40,7 +41,6 @@ from typing import Any, TypeVar
 
 import attrs
 import psycopg
-import structlog
 from psycopg import errors as pg_errors
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
@@ -62,7 +62,6 @@ Connection = psycopg.Connection[TupleRow]
 Pool = ConnectionPool[Connection]
 Work = Callable[[Connection], T]
 
-log = structlog.get_logger("durable_jobs.storage")
 
 TRANSIENT: tuple[type[BaseException], ...] = (
     psycopg.OperationalError,  # a dropped connection, a pool timeout, a server restarting
@@ -77,9 +76,6 @@ CLAIM_DUE_ROUNDS = 4
 """How many statements one ``claim_due`` may spend on alarms other workers keep taking."""
 
 _PROACTOR: type[asyncio.AbstractEventLoop] | None = getattr(asyncio, "ProactorEventLoop", None)
-
-LISTEN_TIMEOUT = 5.0
-"""Seconds ``open()`` waits for the notification listener before going on without it."""
 
 
 def run(pool: Pool, work: Work[T]) -> T:
@@ -175,8 +171,9 @@ class PostgresStore:
 
     ``schema`` holds the tables (created by ``open()``); ``min_size``/``max_size``
     bound the connection pool, which the notification listener's own connection
-    comes on top of; ``poll_interval`` is the longest ``wait_for_alarm`` relies on
-    notifications alone; ``retry`` bounds the retrying of transient faults.
+    comes on top of once the store waits for alarms; ``poll_interval`` is the longest
+    ``wait_for_alarm`` relies on notifications alone; ``retry`` bounds the retrying of
+    transient faults.
     """
 
     def __init__(
@@ -243,9 +240,6 @@ class PostgresStore:
         group = GroupCommit(partial(together, pool, self._commit_batch), executor, lanes=lanes)
         claims = GroupCommit(partial(together, pool, self._claim_many), executor, lanes=lanes)
         listener = Listener(self._dsn, self._channel, self._origin, self._wakeup)
-        listener.start()
-        if not listener.wait_listening(LISTEN_TIMEOUT):
-            log.warning("storage.not_listening", schema=self._schema, poll=self._poll_interval)
         return _Resources(pool, executor, group, claims, listener)
 
     async def close(self) -> None:
@@ -510,7 +504,15 @@ class PostgresStore:
         rows = await self._rows("next_alarm_at", self._q.next_alarm, {"now": now})
         return float(rows[0][0]) if rows else None
 
+    @property
+    def listening(self) -> bool:
+        """Whether alarms set by other processes wake this store's waits now: from its
+        first ``wait_for_alarm`` on, while its listening connection is up."""
+        resources = self._resources
+        return resources is not None and resources.listener.listening
+
     async def wait_for_alarm(self, timeout: float) -> None:
+        self._require().listener.start()  # once listening, it wakes this wait at once
         await self._wakeup.wait(min(timeout, self._poll_interval))
 
 
