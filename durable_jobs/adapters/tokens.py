@@ -8,8 +8,9 @@ draws a prefix of its own on its first token.
 from __future__ import annotations
 
 import itertools
-import os
 import uuid
+
+from .forks import pid
 
 
 class _Prefix:
@@ -22,7 +23,7 @@ _counter = itertools.count()
 
 
 def new_token() -> str:
-    if _prefix.pid != os.getpid():
+    if _prefix.pid != pid():
         # The text first: a thread that sees this pid finds its prefix too.
-        _prefix.text, _prefix.pid = uuid.uuid4().hex, os.getpid()
+        _prefix.text, _prefix.pid = uuid.uuid4().hex, pid()
     return f"{_prefix.text}.{next(_counter)}"

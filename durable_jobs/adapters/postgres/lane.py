@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -21,6 +20,7 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from ...errors import StorageError
+from ..forks import pid
 from .group import settle
 
 T = TypeVar("T")
@@ -94,7 +94,7 @@ class Lane(Generic[T, R]):
     def _finish(self) -> None:
         conn, self._conn = self._conn, None
         # A forked child must not close its parent's connection under it.
-        if conn is not None and not conn.closed and self._pid == os.getpid():
+        if conn is not None and not conn.closed and self._pid == pid():
             conn.pgconn.finish()
 
     async def _drain(self) -> None:
@@ -164,7 +164,7 @@ class Lane(Generic[T, R]):
         conn = self._conn
         if conn is None or conn.closed:
             conn = self._conn = await self._connect()
-            self._pid = os.getpid()
+            self._pid = pid()
         try:
             return await self._apply(items, conn)
         except psycopg.OperationalError:

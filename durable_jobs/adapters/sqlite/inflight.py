@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import threading
 import time
 import weakref
 from collections.abc import Sequence
 
+from ..forks import pid
 from ..records import Claim
 
 MAX_BUSY = 0.005
@@ -26,7 +26,7 @@ without a yield, so that a caller that never waits does not starve the loop."""
 class InFlight:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pid = os.getpid()
+        self._pid = pid()
         self._held: dict[str, float] = {}  # token -> expiry
         self._asking = 0
         self._earliest = math.inf  # no held claim expires before this
@@ -38,9 +38,9 @@ class InFlight:
         """Whether no claim but ``token`` is held, and none asked for but the caller's
         own ``asking``. With ``now``, claims expired by then (forgotten by their holder)
         no longer count."""
-        if self._pid != os.getpid():  # a forked child holds nothing of its parent's
+        if self._pid != pid():  # a forked child holds nothing of its parent's
             with self._lock:
-                self._pid, self._held, self._asking = os.getpid(), {}, 0
+                self._pid, self._held, self._asking = pid(), {}, 0
                 self._earliest = math.inf
         if self._asking > asking:
             return False

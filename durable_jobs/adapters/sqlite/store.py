@@ -21,6 +21,7 @@ from typing import Any
 import attrs
 
 from ...errors import StorageError
+from ..forks import pid
 from ..records import (
     DEAD_LETTER_COLUMNS,
     INSTANCE_COLUMNS,
@@ -51,16 +52,15 @@ class _Held:
     stale: bool  # the transaction reset an expired claim's token
 
 
+_READ_SQL = f"SELECT {_COLUMNS} FROM instances WHERE instance_id = ?"  # noqa: S608 - constant
+
+
 def _record(row: Sequence[Any] | None) -> InstanceRecord | None:
     return None if row is None else InstanceRecord.from_row(row)
 
 
 def _read_record(conn: sqlite3.Connection, instance_id: str) -> InstanceRecord | None:
-    row = conn.execute(
-        f"SELECT {_COLUMNS} FROM instances WHERE instance_id = ?",  # noqa: S608 - constant
-        (instance_id,),
-    ).fetchone()
-    return _record(row)
+    return _record(conn.execute(_READ_SQL, (instance_id,)).fetchone())
 
 
 class SQLiteStore:
@@ -116,22 +116,22 @@ class SQLiteStore:
     def _reader(self) -> sqlite3.Connection:
         """This thread's connection; a new one after ``fork()``."""
         local = self._local
-        if getattr(local, "pid", None) != os.getpid():
+        if getattr(local, "pid", None) != pid():
             local.conn = self._connect()
-            local.pid = os.getpid()
+            local.pid = pid()
         conn: sqlite3.Connection = local.conn
         return conn
 
     def _get_writer(self) -> Writer:
         # The pid first: the slow path sets it after the writer it belongs to.
-        if self._writer_pid == os.getpid() and (writer := self._writer) is not None:
+        if self._writer_pid == pid() and (writer := self._writer) is not None:
             return writer
         with self._lock:
-            if self._writer is None or self._writer_pid != os.getpid():
+            if self._writer is None or self._writer_pid != pid():
                 self._writer = Writer(
                     self._connect, self.retry, adaptive=self.synchronous == "FULL"
                 )
-                self._writer_pid = os.getpid()
+                self._writer_pid = pid()
             return self._writer
 
     def _read(self, what: str, sql: str, params: Sequence[Any] = ()) -> list[Any]:
@@ -181,7 +181,7 @@ class SQLiteStore:
         if writer is not None:
             await asyncio.to_thread(writer.stop)
         conn = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+        if conn is not None and getattr(self._local, "pid", None) == pid():
             conn.close()
             del self._local.conn, self._local.pid
 
@@ -190,7 +190,7 @@ class SQLiteStore:
     async def read(self, instance_id: str) -> InstanceRecord | None:
         rows = self._read(
             "read",
-            f"SELECT {_COLUMNS} FROM instances WHERE instance_id = ?",  # noqa: S608 - constant
+            _READ_SQL,
             (instance_id,),
         )
         return _record(rows[0] if rows else None)
@@ -484,6 +484,14 @@ def _release(conn: sqlite3.Connection, claim: Claim) -> bool:
     )
 
 
+_UPSERT_SQL = (
+    f"INSERT INTO instances ({_COLUMNS}) "  # noqa: S608 - constant
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET "
+    "state = excluded.state, meta = excluded.meta, alarm_at = excluded.alarm_at, "
+    "updated_at = excluded.updated_at"
+)
+
+
 def _commit(conn: sqlite3.Connection, commit: Commit, *, holding: bool = False) -> bool:
     instance_id = commit.claim.instance_id
     # The fence, in one statement with the release when there is one: the commit is
@@ -507,10 +515,7 @@ def _commit(conn: sqlite3.Connection, commit: Commit, *, holding: bool = False) 
         conn.execute("DELETE FROM idempotency_keys WHERE instance_id = ?", (instance_id,))
     elif (r := commit.record) is not None:
         conn.execute(
-            f"INSERT INTO instances ({_COLUMNS}) "  # noqa: S608 - constant
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET "
-            "state = excluded.state, meta = excluded.meta, alarm_at = excluded.alarm_at, "
-            "updated_at = excluded.updated_at",
+            _UPSERT_SQL,
             (
                 r.instance_id,
                 r.kind,
