@@ -608,3 +608,44 @@ async def test_a_commit_looks_its_rows_up_by_key_in_any_plan(make: Make, schema:
         plan = "\n".join(row[0] for row in conn.execute(explain))
     assert "Index Scan using instances_pkey" in plan
     assert "Seq Scan" not in plan, plan
+
+
+async def test_a_claim_looks_its_rows_up_by_key_in_any_plan(make: Make, schema: str) -> None:
+    """``claim_many`` keeps the plans of its statements for the session, maybe made
+    while the tables were small: they must still reach rows through their keys."""
+    store = make()
+    await store.open()
+    ids = [f"task:job:{n:05d}" for n in range(2_000)]
+    for table, columns in (
+        ("instances", "id, 'task', 'job', id, '{{}}', '{{}}', 1e12, 0, 0"),
+        ("claims", "id, 'w', id, 0"),
+    ):
+        query(
+            sql.SQL("INSERT INTO {} SELECT " + columns + " FROM unnest(%s::text[]) id").format(
+                sql.Identifier(schema, table)
+            ),
+            (ids,),
+        )
+    plans: list[str] = []
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        try:
+            conn.execute("LOAD 'auto_explain'")  # the plans of statements inside functions
+        except psycopg.errors.InsufficientPrivilege:
+            pytest.skip("auto_explain needs a superuser to load it")
+        for setting in (
+            "auto_explain.log_min_duration = 0",
+            "auto_explain.log_nested_statements = on",
+            "client_min_messages = log",
+            "plan_cache_mode = force_generic_plan",
+        ):
+            conn.execute("SET " + setting)
+        claim_many = sql.SQL(
+            "SELECT * FROM {}(ARRAY[%s], ARRAY['new'], ARRAY['w'], ARRAY[1e12::float8], 1)"
+        ).format(sql.Identifier(schema, "claim_many"))
+        (row,) = conn.execute(claim_many, (ids[7],)).fetchall()
+    assert row[:2] == ("new", ids[7])  # the expired claim was taken, the instance read
+    nested = "\n".join(plan for plan in plans if "unnest" in plan)  # the two inside
+    assert "Index Scan using claims_pkey" in nested, nested
+    assert "Index Scan using instances_pkey" in nested, nested
+    assert "Seq Scan" not in nested, nested

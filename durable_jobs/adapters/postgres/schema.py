@@ -10,6 +10,7 @@ behind PgBouncer in transaction mode).
 from __future__ import annotations
 
 import hashlib
+from typing import LiteralString
 
 import attrs
 import psycopg
@@ -44,34 +45,56 @@ _CLAIM_HEAD = sql.SQL("""
         r_updated_at float8
     ) LANGUAGE plpgsql VOLATILE""")
 
-_CLAIM_BODY = """
+_CLAIM_TAKE = """
     INSERT INTO {schema}.claims AS c (instance_id, owner, token, expires_at)
     SELECT u.id, u.owner, u.token, u.until
     FROM unnest(p_ids, p_tokens, p_owners, p_untils) AS u(id, token, owner, until)
     ORDER BY u.id COLLATE "C"  -- the order every statement locks rows in
     ON CONFLICT (instance_id) DO UPDATE
         SET owner = EXCLUDED.owner, token = EXCLUDED.token, expires_at = EXCLUDED.expires_at
-        WHERE c.expires_at <= p_now OR c.token = EXCLUDED.token;
+        WHERE c.expires_at <= p_now OR c.token = EXCLUDED.token;"""
+
+_CLAIM_READ = """
     RETURN QUERY
     SELECT c.token, i.instance_id, i.kind, i.job_name, i.key, i.state, i.meta,
         i.alarm_at, i.created_at, i.updated_at
     FROM {schema}.claims c
     JOIN unnest(p_ids, p_tokens) AS u(id, token) ON c.instance_id = u.id AND c.token = u.token
-    LEFT JOIN {schema}.instances i ON i.instance_id = c.instance_id;
-    END
-    """
+    LEFT JOIN {schema}.instances i ON i.instance_id = c.instance_id;"""
 
-CLAIM_MANY = Function(_CLAIM_HEAD, sql.SQL("BEGIN" + _CLAIM_BODY))
+# The read again, through the keys whatever plan the session keeps: PL/pgSQL plans a
+# statement once, and a plan made while the tables were small joins by reading all of
+# them, at a cost that grows with the tables. Lookups that cannot be flattened into a
+# join (LIMIT 1 on a key), compared in the keys' collation, stay index scans.
+_CLAIM_READ_BY_KEY = """
+    RETURN QUERY
+    SELECT c.token, i.instance_id, i.kind, i.job_name, i.key, i.state, i.meta,
+        i.alarm_at, i.created_at, i.updated_at
+    FROM unnest(p_ids, p_tokens) AS u(id, token)
+    CROSS JOIN LATERAL (
+        SELECT token, instance_id FROM {schema}.claims
+        WHERE instance_id = u.id COLLATE "C" AND token = u.token LIMIT 1
+    ) c
+    LEFT JOIN LATERAL (
+        SELECT * FROM {schema}.instances WHERE instance_id = c.instance_id LIMIT 1
+    ) i ON true;"""
 
-# The same, committed without waiting for the WAL to reach the disk: a claim is
-# worth keeping only until its commit, and that commit's own flush takes the claim's
-# WAL along (the log is written in order). A crash may lose the claim, never the
-# commit fenced by it: the caller of a lost claim finds its token gone and retries.
-# That halves the flushes of a client call.
-CLAIM_MANY_UNFLUSHED = Function(
-    _CLAIM_HEAD,
-    sql.SQL("BEGIN\n    PERFORM set_config('synchronous_commit', 'off', true);" + _CLAIM_BODY),
-)
+# A claim committed without waiting for the WAL to reach the disk: a claim is worth
+# keeping only until its commit, and that commit's own flush takes the claim's WAL
+# along (the log is written in order). A crash may lose the claim, never the commit
+# fenced by it: the caller of a lost claim finds its token gone and retries. That
+# halves the flushes of a client call.
+_UNFLUSHED = """
+    PERFORM set_config('synchronous_commit', 'off', true);"""
+
+
+def _claim_many(*statements: LiteralString) -> Function:
+    return Function(_CLAIM_HEAD, sql.SQL("".join(("BEGIN", *statements, "\n    END\n"))))
+
+
+CLAIM_MANY = _claim_many(_CLAIM_TAKE, _CLAIM_READ)
+CLAIM_MANY_UNFLUSHED = _claim_many(_UNFLUSHED, _CLAIM_TAKE, _CLAIM_READ)
+CLAIM_MANY_BY_KEY = _claim_many(_UNFLUSHED, _CLAIM_TAKE, _CLAIM_READ_BY_KEY)
 
 # ``{schema}`` is replaced by the quoted schema name. Times are epoch seconds
 # (float8) handed in by the caller; ids sort by code point (COLLATE "C") as they
@@ -122,6 +145,7 @@ MIGRATIONS: tuple[tuple[sql.SQL | Function, ...], ...] = (
     ),
     (CLAIM_MANY,),
     (CLAIM_MANY_UNFLUSHED,),
+    (CLAIM_MANY_BY_KEY,),
 )
 
 LATEST = len(MIGRATIONS)
