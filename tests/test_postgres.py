@@ -149,6 +149,30 @@ async def test_a_claim_does_not_wait_for_the_disk_and_a_commit_does(
         "SELECT FROM {}(ARRAY[%s], ARRAY[%s], ARRAY['w'], ARRAY[1e12::float8], 0)"
     ).format(sql.Identifier(schema, "claim_many"))
     assert wal_syncs_of(claim_many) < 10  # the WAL writer's own flushes, at most
+    claim_one = sql.SQL("SELECT FROM {}(%s, %s, 'w', 1e12, 0)").format(
+        sql.Identifier(schema, "claim_one")
+    )
+    assert wal_syncs_of(claim_one) < 10
+
+
+async def test_a_claim_retried_with_its_token_is_taken_again(make: Make, schema: str) -> None:
+    """A claim whose answer was lost is sent again with the same token: it must find
+    the claim its first try took, alone or in a batch, and no other token may."""
+    store = make()
+    await store.open()
+    await put(store, record("task:job:a", state='"s"'))
+    one = sql.SQL("SELECT r_token, r_state FROM {}(%s, %s, 'w', 1e12, 0)").format(
+        sql.Identifier(schema, "claim_one")
+    )
+    many = sql.SQL(
+        "SELECT r_token, r_state FROM {}(ARRAY[%s], ARRAY[%s], ARRAY['w'], ARRAY[1e12::float8], 0)"
+    ).format(sql.Identifier(schema, "claim_many"))
+    for statement, token in ((one, "t1"), (many, "t2")):
+        query(sql.SQL("DELETE FROM {}").format(sql.Identifier(schema, "claims")))
+        assert query(statement, ("task:job:a", token)) == [(token, '"s"')]
+        assert query(statement, ("task:job:a", token)) == [(token, '"s"')]
+        assert query(statement, ("task:job:a", "other")) == []
+    assert query(one, ("task:job:none", "t3")) == [("t3", None)]  # taken, no instance yet
 
 
 async def test_a_claim_is_exclusive_across_stores(make: Make) -> None:
@@ -610,8 +634,10 @@ async def test_a_commit_looks_its_rows_up_by_key_in_any_plan(make: Make, schema:
     assert "Seq Scan" not in plan, plan
 
 
-async def test_a_claim_looks_its_rows_up_by_key_in_any_plan(make: Make, schema: str) -> None:
-    """``claim_many`` keeps the plans of its statements for the session, maybe made
+async def test_claims_and_commits_look_their_rows_up_by_key_in_any_plan(
+    make: Make, schema: str
+) -> None:
+    """The functions keep the plans of their statements for the session, maybe made
     while the tables were small: they must still reach rows through their keys."""
     store = make()
     await store.open()
@@ -644,8 +670,17 @@ async def test_a_claim_looks_its_rows_up_by_key_in_any_plan(make: Make, schema: 
             "SELECT * FROM {}(ARRAY[%s], ARRAY['new'], ARRAY['w'], ARRAY[1e12::float8], 1)"
         ).format(sql.Identifier(schema, "claim_many"))
         (row,) = conn.execute(claim_many, (ids[7],)).fetchall()
-    assert row[:2] == ("new", ids[7])  # the expired claim was taken, the instance read
-    nested = "\n".join(plan for plan in plans if "unnest" in plan)  # the two inside
+        assert row[:2] == ("new", ids[7])  # the expired claim was taken, the instance read
+        claim_one = sql.SQL("SELECT * FROM {}(%s, 'new', 'w', 1e12, 1)").format(
+            sql.Identifier(schema, "claim_one")
+        )
+        assert conn.execute(claim_one, (ids[8],)).fetchall()[0][:2] == ("new", ids[8])
+        commit_one = sql.SQL(
+            "SELECT * FROM {}(%s, 'new', true, 'task', 'job', %s, NULL, '{{}}', 1e12, 0, 1, "
+            "'key', true, 'channel', 'origin')"
+        ).format(sql.Identifier(schema, "commit_one"))
+        assert conn.execute(commit_one, (ids[8], ids[8])).fetchall() == [(ids[8],)]
+    nested = "\n".join(plan for plan in plans if "Scan" in plan)
     assert "Index Scan using claims_pkey" in nested, nested
     assert "Index Scan using instances_pkey" in nested, nested
     assert "Seq Scan" not in nested, nested

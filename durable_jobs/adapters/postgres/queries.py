@@ -10,7 +10,6 @@ stale one writes nothing, without asking the server first.
 
 from __future__ import annotations
 
-import re
 from typing import LiteralString
 
 from psycopg import sql
@@ -164,6 +163,19 @@ CLAIM_MANY: LiteralString = """
         %(now)s::float8
     )"""
 
+CLAIM_ONE: LiteralString = """
+    SELECT * FROM {claim_one}(
+        %(id)s::text, %(token)s::text, %(owner)s::text, %(until)s::float8, %(now)s::float8
+    )"""
+
+COMMIT_ONE: LiteralString = """
+    SELECT * FROM {commit_one}(
+        %(id)s::text, %(token)s::text, %(has_record)s::bool, %(kind)s::text,
+        %(job_name)s::text, %(key)s::text, %(state)s::text, %(meta)s::text,
+        %(alarm_at)s::float8, %(created_at)s::float8, %(updated_at)s::float8,
+        %(idempotency_key)s::text, %(release)s::bool, %(channel)s::text, %(origin)s::text
+    )"""
+
 HAS_KEY: LiteralString = (
     "SELECT true FROM {idempotency_keys} WHERE instance_id = %(instance_id)s AND key = %(key)s"
 )
@@ -225,6 +237,8 @@ class Queries:
             table: sql.Identifier(schema, table) for table in TABLES
         }
         self._names["claim_many"] = sql.Identifier(schema, "claim_many")
+        self._names["claim_one"] = sql.Identifier(schema, "claim_one")
+        self._names["commit_one"] = sql.Identifier(schema, "commit_one")
         self._names["columns"] = sql.SQL(COLUMNS)
         self._names["due_columns"] = sql.SQL(", ").join(
             sql.Identifier("due", c) for c in COLUMNS.split(", ")
@@ -245,9 +259,9 @@ class Queries:
         self.notify = self.render(NOTIFY)
         self.release_fenced = self.render(RELEASE_FENCED)
         self.commit_many = self.render(COMMIT_MANY)
-        self.commit_one = self.render(_single(COMMIT_MANY))
+        self.commit_one = self.render(COMMIT_ONE)
         self.claim_many = self.render(CLAIM_MANY)
-        self.claim_one = self.render(_single(CLAIM_MANY))
+        self.claim_one = self.render(CLAIM_ONE)
         self.has_key = self.render(HAS_KEY)
         self.read_dead_letter = self.render(READ_DEAD_LETTER)
         self.take_outbox = self.render(TAKE_OUTBOX)
@@ -273,23 +287,6 @@ class Queries:
         ]
         where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
         return self.render(LIST, where=where)
-
-
-_ARRAY_PARAMETER = re.compile(r"%\((\w+)\)b::(\w+)\[\]")
-
-
-def _single(template: LiteralString) -> LiteralString:
-    """``template`` for a batch of one: each array parameter becomes a scalar made into
-    an array by the server. Adapting a list costs psycopg far more than a scalar."""
-    single = _ARRAY_PARAMETER.sub(r"ARRAY[%(\1)s::\2]", template)
-    if ")b::" in single:  # an array parameter the pattern missed would stay a list
-        raise ValueError(f"an array parameter is left in {single!r}")
-    return single
-
-
-def single(params: dict[str, object]) -> dict[str, object]:
-    """The parameters of a batch of one, for a statement made by ``_single``."""
-    return {k: v[0] if isinstance(v, list) else v for k, v in params.items()}
 
 
 def to_record(row: TupleRow) -> InstanceRecord:

@@ -16,8 +16,9 @@ Fencing: a claim row holds a fresh token per claim; every statement of a commit
 carries "the claim still holds my token" in its ``WHERE`` after the claim row was
 locked ``FOR UPDATE``, so a stale commit writes nothing and reports ``False``. That
 needs no answer from the server mid-commit: the usual commits of a batch go out as one
-statement (``COMMIT_MANY``), the rest (deletions, dead letters, outbox events) as one
-pipelined transaction — one round trip either way.
+statement (``COMMIT_MANY``, or the ``commit_one`` function for a batch of one), the
+rest (deletions, dead letters, outbox events) as one pipelined transaction — one
+round trip either way.
 
 Alarms: a commit that leaves its instance with an alarm (or releases the claim of one)
 sends ``pg_notify`` in its transaction; every store on the schema that waits for alarms
@@ -53,7 +54,7 @@ from ..wakeup import Wakeup
 from .group import GroupCommit
 from .lane import AsyncConnection, Lane
 from .listener import NAMEDATALEN, Listener, channel_name
-from .queries import Queries, single, to_record
+from .queries import Queries, to_record
 from .schema import migrate
 
 T = TypeVar("T")
@@ -323,10 +324,17 @@ class PostgresStore:
         return _taken(asks, await cursor.fetchall())
 
     def _claim_statement(self, asks: list[_Ask]) -> tuple[bytes, dict[str, Any]]:
-        params = _claim_params(asks)
         if len(asks) == 1:
-            return self._q.claim_one, single(params)
-        return self._q.claim_many, params
+            (ask,) = asks
+            params = {
+                "id": ask.instance_id,
+                "token": ask.token,
+                "owner": ask.owner,
+                "until": ask.until,
+                "now": ask.now,
+            }
+            return self._q.claim_one, params
+        return self._q.claim_many, _claim_params(asks)
 
     async def _commit_many_async(self, commits: list[Commit], conn: AsyncConnection) -> list[bool]:
         if not _usual(commits):  # an instance twice: one statement each
@@ -390,6 +398,8 @@ class PostgresStore:
 
     def _commit_many(self, commits: list[Commit]) -> tuple[bytes, dict[str, Any]]:
         """The statement and parameters applying the usual ``commits`` at once."""
+        if len(commits) == 1:
+            return self._commit_one(commits[0])
         records = [c.record for c in commits]
         params = {
             "ids": [c.claim.instance_id for c in commits],
@@ -408,9 +418,28 @@ class PostgresStore:
             "channel": self._channel,
             "origin": self._origin,
         }
-        if len(commits) == 1:
-            return self._q.commit_one, single(params)
         return self._q.commit_many, params
+
+    def _commit_one(self, commit: Commit) -> tuple[bytes, dict[str, Any]]:
+        r = commit.record
+        params = {
+            "id": commit.claim.instance_id,
+            "token": commit.claim.token,
+            "has_record": r is not None,
+            "kind": r and r.kind,
+            "job_name": r and r.job_name,
+            "key": r and r.key,
+            "state": r and r.state,
+            "meta": r and r.meta,
+            "alarm_at": r and r.alarm_at,
+            "created_at": r and r.created_at,
+            "updated_at": r and r.updated_at,
+            "idempotency_key": commit.idempotency_key,
+            "release": commit.release,
+            "channel": self._channel,
+            "origin": self._origin,
+        }
+        return self._q.commit_one, params
 
     def _commit_statements(self, commit: Commit) -> list[bytes]:
         q = self._q
