@@ -55,6 +55,8 @@ class Listener:
 
     def start(self) -> None:
         """Start listening, if not yet started (from any thread)."""
+        if self._thread is not None:  # every wait for an alarm asks: no lock once started
+            return
         with self._lock:
             if self._thread is None and not self._stop.is_set():
                 self._thread = threading.Thread(

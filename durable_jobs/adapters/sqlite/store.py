@@ -188,11 +188,7 @@ class SQLiteStore:
     # -- storage ---------------------------------------------------------------
 
     async def read(self, instance_id: str) -> InstanceRecord | None:
-        rows = self._read(
-            "read",
-            _READ_SQL,
-            (instance_id,),
-        )
+        rows = self._read("read", _READ_SQL, (instance_id,))
         return _record(rows[0] if rows else None)
 
     async def claim(self, instance_id: str, owner: str, now: float, until: float) -> Claim | None:
