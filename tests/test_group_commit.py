@@ -380,7 +380,7 @@ async def test_a_caller_alone_on_its_loop_does_not_yield_but_others_ready_make_i
     assert ran == ["later"]
 
 
-async def test_held_calls_that_never_wait_still_let_the_loop_run(tmp_path: Path) -> None:
+async def test_lone_calls_that_never_wait_still_let_the_loop_run(tmp_path: Path) -> None:
     """A lone caller skips its yield only for a short while: I/O that is waiting (here
     a readable socket, seen only when the loop turns) gets the loop."""
     store = SQLiteStore(str(tmp_path / "b.db"), synchronous="NORMAL")
@@ -396,9 +396,9 @@ async def test_held_calls_that_never_wait_still_let_the_loop_run(tmp_path: Path)
     writer.send(b"x")
     try:
         while not seen and calls < 20_000:
-            claim = await store.hold(f"task:job:{calls % 10}", "w", T0)
+            claim = await store.claim(f"task:job:{calls % 10}", "w", T0, T0 + LEASE)
             assert claim is not None
-            await store.commit(Commit(claim=claim, record=record(claim.instance_id)))
+            await store.commit(Commit(claim=claim, record=record(claim.instance_id), release=True))
             calls += 1
     finally:
         loop.remove_reader(reader.fileno())

@@ -1,7 +1,7 @@
 """Storage and scheduler back-ends behind the protocols of ``protocols.py``."""
 
 from .memory import MemoryStore
-from .protocols import Clock, HoldingStorage, SchedulerAdapter, StorageAdapter
+from .protocols import Clock, SchedulerAdapter, StorageAdapter
 from .records import Claim, Commit, DeadLetterRecord, InstanceRecord, OutboxEntry
 from .url import open_store
 
@@ -10,7 +10,6 @@ __all__ = [
     "Clock",
     "Commit",
     "DeadLetterRecord",
-    "HoldingStorage",
     "InstanceRecord",
     "MemoryStore",
     "OutboxEntry",

@@ -87,31 +87,6 @@ class StorageAdapter(Protocol):
 
 
 @runtime_checkable
-class HoldingStorage(Protocol):
-    """Optional for a storage adapter: a call that finishes without suspending runs in
-    one write transaction, which holds the instance in place of a stored claim.
-
-    SQLite admits one writer at a time, so a transaction that a caller keeps open
-    keeps every other activation out. A client call alone in its process then costs
-    one transaction and one fsync instead of a claim, a commit and a release.
-    """
-
-    async def hold(self, instance_id: str, owner: str, now: float) -> Claim | None:
-        """Begin a write transaction and read the instance in it, when nothing else
-        in this process could share a transaction and no other claim of the instance
-        is live at ``now``; otherwise ``None`` (take a claim instead).
-
-        The returned claim's token is known only to the transaction. Until ``commit``
-        or ``release`` of that claim (which commits or rolls back the transaction),
-        or ``keep``, the caller must not give its event loop a turn.
-        """
-
-    def keep(self, claim: Claim, until: float) -> Claim:
-        """Store the held ``claim`` as a usual claim until ``until`` and commit the
-        transaction, so that the call may suspend. On failure nothing is held."""
-
-
-@runtime_checkable
 class SchedulerAdapter(Protocol):
     """Finds and claims due alarms. An instance's alarm is ``InstanceRecord.alarm_at``.
 

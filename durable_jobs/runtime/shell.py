@@ -3,9 +3,8 @@
 The shell knows identity, serialisation, the write buffer and the commit — no job
 logic. Within a process an ``asyncio.Lock`` orders calls to one instance; across
 loops and processes a claim in storage does, and its fencing token makes sure a
-stale activation can never commit. Where the storage can hold an instance by an
-open transaction (``HoldingStorage``), a lone call that finishes without suspending
-runs inside one, and stores a claim only if it does suspend.
+stale activation can never commit. User code never runs while a store's write lock
+is held: a claim is its own short transaction, and so is the commit.
 """
 
 from __future__ import annotations
@@ -19,12 +18,11 @@ from typing import TypeVar
 import attrs
 import structlog
 
-from ..adapters.protocols import Clock, HoldingStorage, StorageAdapter
+from ..adapters.protocols import Clock, StorageAdapter
 from ..adapters.records import Claim, Commit, InstanceRecord
 from ..errors import StorageError
 from .draft import Draft
 from .events import JobEvent
-from .suspension import BeforeSuspending
 
 T = TypeVar("T")
 
@@ -64,7 +62,6 @@ class InstanceShell:
         heartbeat: bool = True,
     ) -> None:
         self.storage = storage
-        self._holding = storage if isinstance(storage, HoldingStorage) else None
         self.clock = clock
         self.owner = uuid.uuid4().hex
         self.lease = lease
@@ -122,32 +119,8 @@ class InstanceShell:
         operation: Callable[[Draft], Awaitable[T]],
         hold_on_error: bool,
     ) -> T:
-        held = None  # the claim of a transaction that holds the instance, while it does
         if activation.claim is None:
-            if self._holding is not None and activation.users == 1:
-                held = await self._holding.hold(target.instance_id, self.owner, self.clock.now())
-            if held is not None:
-                activation.claim, activation.record = held, held.record
-            else:
-                await self._acquire(target.instance_id, activation)
-        try:
-            return await self._run_claimed(target, activation, operation, hold_on_error, held)
-        finally:
-            # Whatever escaped before the commit ended the hold (a record that cannot
-            # be read, an interrupt) must not leave the database locked.
-            if held is not None and activation.claim is held:
-                activation.claim = activation.record = None
-                with contextlib.suppress(StorageError):
-                    await self.storage.release(held)
-
-    async def _run_claimed(
-        self,
-        target: Target,
-        activation: _Activation,
-        operation: Callable[[Draft], Awaitable[T]],
-        hold_on_error: bool,
-        held: Claim | None,
-    ) -> T:
+            await self._acquire(target.instance_id, activation)
         draft = Draft(
             instance_id=target.instance_id,
             kind=target.kind,
@@ -157,22 +130,16 @@ class InstanceShell:
             now=self.clock.now(),
         )
         try:
-            if held is None:
-                result = await operation(draft)
-            else:
-                result = await self._held(operation(draft), activation)
+            result = await operation(draft)
         except BaseException as exc:
-            if held is not None and activation.claim is held:
-                raise  # ``_run`` rolls the hold back
             if isinstance(exc, Exception) and hold_on_error and activation.users == 1:
                 activation.claim = activation.record = None  # forgotten here, expires there
             else:  # failed, or cancelled (a worker shutting down): hand the instance on
                 await self._let_go(activation)
             raise
         claim = activation.claim
-        assert claim is not None  # kept, renewed or held, but still ours
-        # Nobody queued behind us in this process; a hold stores nothing to hand on.
-        release = activation.users == 1 or claim is held
+        assert claim is not None  # kept or renewed, but still ours
+        release = activation.users == 1  # nobody queued behind us in this process
         record = draft.to_record() if draft.changed and not draft.deleted else None
         commit = Commit(
             claim=claim,
@@ -204,23 +171,6 @@ class InstanceShell:
         if draft.events:
             self._publish(draft.events)
         return result
-
-    def _held(self, call: Awaitable[T], activation: _Activation) -> Awaitable[T]:
-        """``call`` run inside the transaction that holds its instance; if it is about
-        to suspend, the hold becomes a stored claim first."""
-        assert self._holding is not None
-        holding, held = self._holding, activation.claim
-        assert held is not None
-
-        def keep() -> None:
-            activation.claim = None  # on failure nothing is held
-            activation.claim = holding.keep(held, self.clock.now() + self.lease)
-            self._ensure_heartbeat()
-
-        if asyncio.iscoroutine(call):
-            return BeforeSuspending(call, keep)
-        keep()  # an awaitable that cannot be stepped: assume it suspends
-        return call
 
     async def _let_go(self, activation: _Activation) -> None:
         if activation.claim is not None and activation.users == 1:

@@ -23,7 +23,6 @@ from .results import (
     TerminateResult,
     TriggerResult,
 )
-from .suspension import before_blocking
 
 S = TypeVar("S")
 E = TypeVar("E")
@@ -47,7 +46,6 @@ class _Bridge:
                 )
                 self._thread.start()
             loop = self._loop
-        before_blocking()  # called from a handler: its hold must not wait for this
         return asyncio.run_coroutine_threadsafe(coro, loop).result()
 
     def close(self) -> None:

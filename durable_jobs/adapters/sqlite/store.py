@@ -11,14 +11,11 @@ Connections are never shared across ``fork()``.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import attrs
 
 from ...errors import StorageError
 from ..forks import pid
@@ -41,15 +38,6 @@ from .writer import Busy, Writer
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _OLDEST = (3, 24, 0)  # upserts (INSERT … ON CONFLICT DO UPDATE)
 _COLUMNS = INSTANCE_COLUMNS
-
-
-@attrs.frozen
-class _Held:
-    """A call held by the open transaction of ``writer``."""
-
-    claim: Claim
-    writer: Writer
-    stale: bool  # the transaction reset an expired claim's token
 
 
 _READ_SQL = f"SELECT {_COLUMNS} FROM instances WHERE instance_id = ?"  # noqa: S608 - constant
@@ -75,7 +63,6 @@ class SQLiteStore:
         poll_interval: float = 0.05,
         retry: StorageRetry | None = None,
         pragmas: Mapping[str, int | str] | None = None,
-        held_calls: bool = True,
     ) -> None:
         if synchronous.upper() not in _SYNCHRONOUS:
             raise ValueError(f"invalid synchronous {synchronous!r}: expected one of {_SYNCHRONOUS}")
@@ -85,9 +72,6 @@ class SQLiteStore:
         self.poll_interval = poll_interval
         self.retry = retry or StorageRetry()
         self.pragmas = dict(pragmas or {})
-        # A lone call runs in one transaction (``hold``): off for handlers that write to
-        # this database through connections of their own before their first await.
-        self.held_calls = held_calls
         self._local = threading.local()
         self._lock = threading.Lock()
         self._writer: Writer | None = None
@@ -95,8 +79,6 @@ class SQLiteStore:
         self._wakeup = Wakeup()
         self._seen_version: int | None = None
         self._flight = InFlight()
-        self._held: _Held | None = None  # the call an open transaction holds, if any
-        self._holds = itertools.count()
 
     # -- connections -----------------------------------------------------------
 
@@ -229,23 +211,12 @@ class SQLiteStore:
         return renewed
 
     async def release(self, claim: Claim) -> None:
-        if (held := self._take_held(claim)) is not None:
-            # Nothing of the call is written; an expired claim's reset is kept.
-            if held.stale:
-                held.writer.commit_held(None, durable=False)
-            else:
-                held.writer.rollback_held()
-            return
         alone = self._flight.alone(token=claim.token)
         self._flight.let_go(claim.token)
         await self._write(lambda conn: _release(conn, claim), durable=False, alone=alone)
         self._wakeup.fire()
 
     async def commit(self, commit: Commit) -> bool:
-        if (held := self._take_held(commit.claim)) is not None:
-            held.writer.commit_held(lambda conn: _commit(conn, commit, holding=True), durable=True)
-            self._wakeup.fire()  # released: the instance's alarm is no longer held back
-            return True
         token = commit.claim.token
         alone = self._flight.alone(token=token)
         try:
@@ -260,65 +231,6 @@ class SQLiteStore:
         if applied and (commit.release or (commit.record and commit.record.alarm_at)):
             self._wakeup.fire()
         return applied
-
-    # -- calls held by a transaction (HoldingStorage) ----------------------------
-
-    async def hold(self, instance_id: str, owner: str, now: float) -> Claim | None:
-        if not self.held_calls or not self._flight.alone(now):
-            return None
-        with self._flight.asking():
-            await self._flight.let_others_ask()  # as in claim()
-            if not self._flight.alone(now, asking=1):
-                return None
-        writer = self._get_writer()
-        row = writer.begin_held(_HOLD_SQL, (instance_id,))
-        if row is None:
-            return None
-        with writer.failing_held("read") as conn:
-            token, expires_at, *columns = row
-            live = bool(token) and expires_at > now
-            if token and not live:
-                # Expired: its late holder must not commit, whatever this call does.
-                conn.execute(_RESET_SQL, (instance_id,))
-            record = None if live or columns[0] is None else InstanceRecord.from_row(columns)
-        if live:
-            writer.rollback_held()  # claimed elsewhere: wait for it as usual
-            return None
-        claim = Claim(
-            instance_id=instance_id,
-            owner=owner,
-            token=f"held.{next(self._holds)}",  # never stored: unique here suffices
-            expires_at=now,
-            record=record,
-        )
-        self._held = _Held(claim=claim, writer=writer, stale=bool(token))
-        return claim
-
-    def keep(self, claim: Claim, until: float) -> Claim:
-        held = self._take_held(claim)
-        if held is None:
-            raise StorageError(f"claim of {claim.instance_id} is not held by a transaction")
-        token = new_token()
-
-        def store(conn: sqlite3.Connection) -> None:
-            taken = conn.execute(
-                _CLAIM_SQL, (claim.instance_id, claim.owner, token, until, claim.expires_at)
-            )
-            if not taken.rowcount:  # cannot be: the transaction found no live claim
-                raise StorageError(f"claim of {claim.instance_id} could not be stored")
-
-        held.writer.commit_held(store, durable=False)
-        kept = attrs.evolve(claim, token=token, expires_at=until)
-        self._flight.hold((kept,))
-        return kept
-
-    def _take_held(self, claim: Claim) -> _Held | None:
-        """The hold of ``claim``, no longer this store's to end; ``None`` if it has none."""
-        held = self._held
-        if held is None or held.claim.token != claim.token:
-            return None
-        self._held = None
-        return held
 
     async def has_idempotency_key(self, instance_id: str, key: str) -> bool:
         return bool(
@@ -413,15 +325,6 @@ _DUE_WHERE = (
 _DUE_SQL = f"SELECT instance_id {_DUE_WHERE}"
 _DUE_RECORDS_SQL = f"SELECT {_COLUMNS} {_DUE_WHERE}"
 
-# The instance's claim and record, each NULL if missing: one row whatever exists.
-_HOLD_SQL = (
-    f"SELECT c.token, c.expires_at, {', '.join(f'i.{c}' for c in _COLUMNS.split(', '))} "  # noqa: S608
-    "FROM (SELECT ? AS id) k LEFT JOIN claims c ON c.instance_id = k.id "
-    "LEFT JOIN instances i ON i.instance_id = k.id"
-)
-
-_RESET_SQL = "UPDATE claims SET token = '', expires_at = 0 WHERE instance_id = ?"
-
 _CLAIM_SQL = (
     "INSERT INTO claims (instance_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (instance_id) DO UPDATE SET owner = excluded.owner, "
@@ -488,14 +391,11 @@ _UPSERT_SQL = (
 )
 
 
-def _commit(conn: sqlite3.Connection, commit: Commit, *, holding: bool = False) -> bool:
+def _commit(conn: sqlite3.Connection, commit: Commit) -> bool:
     instance_id = commit.claim.instance_id
     # The fence, in one statement with the release when there is one: the commit is
     # one transaction, so nothing is written unless the claim still holds our token.
-    # A held call's transaction has kept out every other writer since it read.
-    if holding:
-        fenced_in = True  # an expired claim's token was reset when the call began
-    elif commit.release:
+    if commit.release:
         fenced_in = _release(conn, commit.claim)
     else:
         held = conn.execute(

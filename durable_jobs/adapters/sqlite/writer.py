@@ -27,7 +27,7 @@ import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import attrs
@@ -228,106 +228,6 @@ class Writer:
             _settle(batch, [None] * len(batch), exc)
             return
         self._enqueue(batch)  # the lock is taken: the writer thread waits for it
-
-    # -- a transaction held open by a call ---------------------------------------
-
-    def begin_held(self, sql: str, params: Sequence[Any]) -> list[Any] | None:
-        """Begin a write transaction on the loop's connection, read one row with
-        ``sql``, and keep the transaction, with the gate, until ``commit_held`` or
-        ``rollback_held``: a call runs inside it for as long as it does not suspend.
-        ``None`` where beginning would mean waiting."""
-        direct = self._direct
-        if direct is None or not self._queue.empty() or not self._gate.acquire(blocking=False):
-            return None
-        conn = direct.conn
-        try:
-            if self._direct is not direct or self._stopped:
-                raise Busy("the store is closing")
-            conn.execute("BEGIN IMMEDIATE")
-        except (Busy, sqlite3.Error):  # locked elsewhere: the caller takes a claim
-            self._gate.release()
-            return None
-        except BaseException:
-            self._gate.release()
-            raise
-        try:
-            # The call acts on what it reads, as a claim's handler does: what a power
-            # cut could still take back reaches the disk first (see ``_barrier``).
-            if generation := self._barrier(direct, durable=False):
-                self._get_syncer().sync(generation)
-            row: list[Any] = conn.execute(sql, params).fetchone()
-        except BaseException as exc:
-            self._roll_back(quietly=True)  # the first failure is the one to tell
-            self._gate.release()
-            if isinstance(exc, sqlite3.Error):
-                raise StorageError(f"sqlite read failed: {exc}") from exc
-            raise
-        return row
-
-    def held_connection(self) -> sqlite3.Connection:
-        """The connection of the transaction ``begin_held`` began."""
-        direct = self._direct
-        assert direct is not None  # stop() waits for the gate to close it
-        assert direct.conn.in_transaction
-        return direct.conn
-
-    @contextlib.contextmanager
-    def failing_held(self, what: str) -> Iterator[sqlite3.Connection]:
-        """The held transaction's connection, for work that, if it fails, rolls the
-        transaction back and lets go of the gate (an SQLite error as ``StorageError``)."""
-        try:
-            yield self.held_connection()
-        except BaseException as exc:
-            self._roll_back(quietly=True)  # the first failure is the one to tell
-            self._gate.release()
-            if isinstance(exc, sqlite3.Error):
-                raise StorageError(f"sqlite {what} failed: {exc}") from exc
-            raise
-
-    def commit_held(self, write: Write | None, *, durable: bool) -> Any:
-        """Apply ``write`` in the transaction of ``begin_held`` and commit (on disk
-        before this returns, if ``durable``), or roll back if either fails; then let
-        go of the gate. Returns what ``write`` returned."""
-        try:
-            try:
-                conn = self.held_connection()
-                result = None if write is None else write(conn)
-                if durable and self._adaptive:
-                    self._get_syncer().check()
-                conn.execute("COMMIT")
-            except BaseException:
-                self._roll_back(quietly=True)  # the first failure is the one to tell
-                raise
-            if self._adaptive:
-                # No other connection can have committed while this one held the
-                # write lock: what ``begin_held`` saw of them (data_version) stands.
-                syncer = self._get_syncer()
-                if generation := syncer.committed() if durable else syncer.unsynced():
-                    syncer.sync(generation)
-        except sqlite3.Error as exc:
-            raise StorageError(f"sqlite write failed: {exc}") from exc
-        finally:
-            self._gate.release()
-        return result
-
-    def rollback_held(self) -> None:
-        """Roll back the transaction of ``begin_held`` and let go of the gate."""
-        try:
-            self._roll_back(quietly=False)
-        except sqlite3.Error as exc:
-            raise StorageError(f"sqlite rollback failed: {exc}") from exc
-        finally:
-            self._gate.release()
-
-    def _roll_back(self, *, quietly: bool) -> None:
-        """Roll back the held transaction, unless a failure already did."""
-        direct = self._direct
-        if direct is not None and direct.conn.in_transaction:
-            try:
-                direct.conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                if not quietly:
-                    raise
 
     def _get_syncer(self) -> Syncer:
         if self._syncer is None:
