@@ -26,7 +26,7 @@ from durable_jobs import (
     every,
 )
 from durable_jobs.adapters.memory import MemoryStore
-from durable_jobs.adapters.records import Claim
+from durable_jobs.adapters.records import Claim, Commit, InstanceRecord
 from durable_jobs.runtime.clock import SystemClock
 from durable_jobs.runtime.shell import InstanceShell, Target
 from durable_jobs.testing import TestRuntime, create_test_runtime
@@ -378,9 +378,11 @@ async def test_a_call_waiting_for_a_claim_goes_on_with_one_a_worker_adopts_meanw
 
     calling = asyncio.ensure_future(shell.call(target, operation))
     await asyncio.wait_for(refused.wait(), DEADLOCK)
-    await store.release(rival)
-    adopted = await store.claim(target.instance_id, "worker", clock.now(), clock.now() + 60)
-    assert adopted is not None
-    shell.adopt(adopted)
+    due = InstanceRecord(
+        instance_id=target.instance_id, kind="task", job_name="job", key="a", state=None,
+        meta="{}", alarm_at=clock.now() - 1, created_at=clock.now(), updated_at=clock.now(),
+    )  # fmt: skip
+    assert await store.commit(Commit(claim=rival, record=due))  # releases it, alarm due
+    assert [c.instance_id for c in await shell.claim_due(store, 1, {"job"})] == ["task:job:a"]
     assert await asyncio.wait_for(calling, DEADLOCK) == "ran"
     await shell.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import attrs
 
@@ -18,6 +18,7 @@ class _Held:
     owner: str
     token: str
     expires_at: float
+    recoveries: int = 0
 
 
 class MemoryStore:
@@ -143,11 +144,15 @@ class MemoryStore:
 
     # -- scheduler -------------------------------------------------------------
 
-    def _due(self, cutoff: float, now: float, limit: int) -> list[tuple[float, str]]:
-        """Up to ``limit`` valid entries at or before ``cutoff`` without a claim live at ``now``.
+    def _due(
+        self, cutoff: float, now: float, limit: int, jobs: Collection[str] | None
+    ) -> list[tuple[float, str]]:
+        """Up to ``limit`` valid entries at or before ``cutoff`` without a claim live at
+        ``now``, of the jobs named (all if ``None``).
 
         Pops past claimed entries, so the work is bounded by the number of live
-        claims plus ``limit``, never by the number of instances.
+        claims and due alarms of other jobs plus ``limit``, never by the number of
+        instances.
         """
         found: list[tuple[float, str]] = []
         skipped: list[tuple[float, str]] = []
@@ -157,7 +162,9 @@ class MemoryStore:
             if record is None or record.alarm_at != alarm_at:
                 continue  # stale: the alarm moved or the instance is gone
             held = self._claims.get(instance_id)
-            if held is not None and held.expires_at > now:
+            if (held is not None and held.expires_at > now) or (
+                jobs is not None and record.job_name not in jobs
+            ):
                 skipped.append((alarm_at, instance_id))
             else:
                 found.append((alarm_at, instance_id))
@@ -167,18 +174,31 @@ class MemoryStore:
             heapq.heappush(self._alarms, entry)
         return found
 
-    async def claim_due(self, now: float, limit: int, owner: str, until: float) -> list[Claim]:
+    async def claim_due(
+        self,
+        now: float,
+        limit: int,
+        owner: str,
+        until: float,
+        *,
+        jobs: Collection[str] | None = None,
+    ) -> list[Claim]:
         with self._lock:
             claims = []
-            for _, instance_id in self._due(now, now, limit):
+            for _, instance_id in self._due(now, now, limit, jobs):
+                expired = self._claims.get(instance_id)  # never released: its holder died
                 claim = self._claim(instance_id, owner, now, until)
                 if claim is not None:
-                    claims.append(claim)
+                    recoveries = 0 if expired is None else expired.recoveries + 1
+                    self._claims[instance_id].recoveries = recoveries
+                    claims.append(attrs.evolve(claim, recoveries=recoveries))
             return claims
 
-    async def next_alarm_at(self, now: float) -> float | None:
+    async def next_alarm_at(
+        self, now: float, *, jobs: Collection[str] | None = None
+    ) -> float | None:
         with self._lock:
-            first = self._due(float("inf"), now, 1)
+            first = self._due(float("inf"), now, 1, jobs)
             return first[0][0] if first else None
 
     async def wait_for_alarm(self, timeout: float) -> None:

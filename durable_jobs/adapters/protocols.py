@@ -10,7 +10,7 @@ Every back-end must pass the conformance suite in ``durable_jobs.testing.conform
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
 from .records import Claim, Commit, DeadLetterRecord, InstanceRecord, OutboxEntry
@@ -94,16 +94,30 @@ class SchedulerAdapter(Protocol):
     that expires without a commit leaves the alarm to be delivered again.
     """
 
-    async def claim_due(self, now: float, limit: int, owner: str, until: float) -> list[Claim]:
-        """Claim up to ``limit`` instances whose alarm is at or before ``now``.
+    async def claim_due(
+        self,
+        now: float,
+        limit: int,
+        owner: str,
+        until: float,
+        *,
+        jobs: Collection[str] | None = None,
+    ) -> list[Claim]:
+        """Claim up to ``limit`` instances whose alarm is at or before ``now``, of the
+        jobs named in ``jobs`` (every job when ``None``).
 
         Earliest alarm first, skipping instances with a live claim. The cost must grow
         with the number of due alarms, not with the number of instances (an index on
-        the alarm time).
+        the alarm time). Each claim's ``recoveries`` is one more than that of the
+        instance's previous claim when that one expired without being released, and
+        0 otherwise.
         """
 
-    async def next_alarm_at(self, now: float) -> float | None:
-        """The earliest alarm of an instance without a claim live at ``now``, or ``None``."""
+    async def next_alarm_at(
+        self, now: float, *, jobs: Collection[str] | None = None
+    ) -> float | None:
+        """The earliest alarm of an instance of ``jobs`` (every job when ``None``)
+        without a claim live at ``now``, or ``None``."""
 
     async def wait_for_alarm(self, timeout: float) -> None:
         """Return when an alarm may have become due sooner than expected, or after

@@ -56,7 +56,9 @@ class Claim:
 
     ``token`` is the fencing token: a commit is applied only while the stored claim
     of the instance still carries it. ``record`` is the instance as it was when the
-    claim was taken (``None`` if it does not exist).
+    claim was taken (``None`` if it does not exist). ``recoveries`` counts, for a
+    claim of a due alarm, the claims of that instance before it in a row that
+    expired without being released: activations that died without committing.
     """
 
     instance_id: str
@@ -64,6 +66,7 @@ class Claim:
     token: str
     expires_at: float
     record: InstanceRecord | None = None
+    recoveries: int = 0
 
 
 @attrs.frozen(kw_only=True)

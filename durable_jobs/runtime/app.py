@@ -12,6 +12,7 @@ from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
 from ..adapters.url import open_store, storage_url
 from ..errors import DefinitionError, JobNotFoundError
 from ..jobs.definitions import Continuous, Debounce, JobDefinition, Task
+from ..jobs.durations import Duration, parse_duration
 from .client import JobsClient
 from .clock import SystemClock
 from .events import EventBus, JobEvent
@@ -23,6 +24,21 @@ if TYPE_CHECKING:
     from .worker import Worker
 
 DEFAULT_LEASE = 30.0
+DEFAULT_CLAIM_WAIT = 30.0
+DEFAULT_MAX_RECOVERIES = 5
+
+
+def _positive_seconds(name: str, value: Duration) -> float:
+    seconds = parse_duration(value).total_seconds()  # ValueError names the input
+    if seconds <= 0:
+        raise ValueError(f"invalid {name} {value!r}: must be longer than zero")
+    return seconds
+
+
+def _check_recoveries(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"invalid max_recoveries {value!r}: expected an int of 0 or more")
+    return value
 
 
 class DurableJobs:
@@ -40,11 +56,16 @@ class DurableJobs:
         storage: str | tuple[StorageAdapter, SchedulerAdapter] | None = None,
         clock: Clock | None = None,
         tracker: HttpTracker | None = None,
-        lease: float = DEFAULT_LEASE,
+        lease: Duration = DEFAULT_LEASE,
+        claim_wait: Duration = DEFAULT_CLAIM_WAIT,
+        max_recoveries: int = DEFAULT_MAX_RECOVERIES,
         heartbeat: bool = True,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.jobs = dict(_check_registry(jobs))
+        self.lease = _positive_seconds("lease", lease)
+        self.claim_wait = _positive_seconds("claim_wait", claim_wait)
+        self.max_recoveries = _check_recoveries(max_recoveries)
         self._names = {id(job): name for name, job in self.jobs.items()}
         if isinstance(storage, tuple):
             self.storage_url = "custom"
@@ -55,7 +76,6 @@ class DurableJobs:
         self.clock: Clock = clock or SystemClock()
         self.events = EventBus()
         self.tracker = tracker
-        self.lease = lease
         self._heartbeat = heartbeat
         self._runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobsRuntime] = (
             weakref.WeakKeyDictionary()
@@ -101,6 +121,8 @@ class DurableJobs:
             publish=self._publish,
             persist_events=self.tracker is not None,
             lease=self.lease,
+            claim_wait=self.claim_wait,
+            max_recoveries=self.max_recoveries,
             heartbeat=self._heartbeat,
         )
 
@@ -164,13 +186,21 @@ def create_durable_jobs(
     storage: str | None = None,
     tracker: HttpTracker | None = None,
     clock: Clock | None = None,
-    lease: float = DEFAULT_LEASE,
+    lease: Duration = DEFAULT_LEASE,
+    claim_wait: Duration = DEFAULT_CLAIM_WAIT,
+    max_recoveries: int = DEFAULT_MAX_RECOVERIES,
     **storage_options: Any,
 ) -> DurableJobs:
     """Bind job definitions (keyed by job name) to a store.
 
     ``storage`` is ``"sqlite:///path"`` (the default, ``DURABLE_JOBS_STORAGE``
-    overrides it), ``"memory://"`` or ``"postgresql://…"``.
+    overrides it), ``"memory://"`` or ``"postgresql://…"``. ``lease`` is how long
+    a claim lives without renewal (a dead process's instances resume after it);
+    ``claim_wait`` how long a call waits for an instance another process is running
+    before it raises a retryable ``StorageError``; ``max_recoveries`` how many times
+    in a row an alarm's activation may die without committing before the alarm is
+    dead-lettered. Durations are ``"30 seconds"``, a ``timedelta`` or seconds.
+    Other keyword arguments are options of the storage back-end.
     """
     return DurableJobs(
         jobs,
@@ -178,5 +208,7 @@ def create_durable_jobs(
         tracker=tracker,
         clock=clock,
         lease=lease,
+        claim_wait=claim_wait,
+        max_recoveries=max_recoveries,
         storage_options=storage_options,
     )

@@ -18,6 +18,8 @@ class Draft:
     """
 
     __slots__ = (
+        "_meta",
+        "_meta_text",
         "alarm_at",
         "changed",
         "created_at",
@@ -30,7 +32,6 @@ class Draft:
         "job_name",
         "key",
         "kind",
-        "meta",
         "now",
         "state",
     )
@@ -52,7 +53,10 @@ class Draft:
         self.now = now
         self.exists = record is not None
         self.state: str | None = record.state if record else None
-        self.meta: dict[str, Any] = load_object(record.meta) if record else {}
+        # Parsed when first read: a call that needs only the state (dead-lettering a
+        # poisoned alarm) must not fail on damaged counters.
+        self._meta_text = record.meta if record else None
+        self._meta: dict[str, Any] | None = None if record else {}
         self.alarm_at: float | None = record.alarm_at if record else None
         self.created_at = record.created_at if record else now
         self.events: list[JobEvent] = []
@@ -60,6 +64,18 @@ class Draft:
         self.deleted = False
         self.idempotency_key: str | None = None
         self.dead_letter: DeadLetterRecord | None = None
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The kind's counters."""
+        if self._meta is None:
+            assert self._meta_text is not None
+            self._meta = load_object(self._meta_text)
+        return self._meta
+
+    @meta.setter
+    def meta(self, value: dict[str, Any]) -> None:
+        self._meta = value
 
     def create(self, meta: dict[str, Any]) -> None:
         self.exists = True

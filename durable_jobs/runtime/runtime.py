@@ -11,7 +11,7 @@ import structlog
 
 from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
 from ..adapters.records import Claim, InstanceRecord
-from ..errors import ValidationError
+from ..errors import ExecutionError, ValidationError
 from ..jobs.definitions import JobDefinition
 from .codec import Codec
 from .draft import Draft
@@ -62,6 +62,8 @@ class JobsRuntime:
         publish: Callable[[list[JobEvent]], None],
         persist_events: bool,
         lease: float,
+        claim_wait: float,
+        max_recoveries: int,
         heartbeat: bool,
         codec: Codec | None = None,
         rng: random.Random | None = None,
@@ -75,12 +77,15 @@ class JobsRuntime:
             name: HANDLERS[job.kind](name, job, codec=self.codec, storage=storage, rng=rng)
             for name, job in jobs.items()
         }
+        self.job_names = frozenset(self.handlers)
+        self.max_recoveries = max_recoveries
         self.shell = InstanceShell(
             storage,
             clock,
             publish=publish,
             persist_events=persist_events,
             lease=lease,
+            claim_wait=claim_wait,
             heartbeat=heartbeat,
         )
 
@@ -96,20 +101,35 @@ class JobsRuntime:
         record = await self.storage.read(handler.instance_id(check_id(key)))
         return record, (load_object(record.meta) if record else {})
 
+    async def claim_due(self, limit: int) -> list[Claim]:
+        """Claim up to ``limit`` due alarms of this runtime's jobs (SEMANTICS 13)."""
+        return await self.shell.claim_due(self.scheduler, limit, self.job_names)
+
+    async def next_alarm_at(self) -> float | None:
+        """The earliest alarm of this runtime's jobs that nobody has claimed."""
+        return await self.scheduler.next_alarm_at(self.clock.now(), jobs=self.job_names)
+
     async def deliver(self, claim: Claim) -> None:
-        """Run the due alarm of a claimed instance."""
+        """Run the due alarm of an instance claimed by :meth:`claim_due`."""
         record = claim.record
         handler = self.handlers.get(record.job_name) if record is not None else None
-        if record is None or handler is None:
-            if record is not None:
-                # Leave the claim to expire: the alarm comes back after the lease
-                # instead of spinning, and is kept for code that knows the job.
-                log.error("alarm.unknown_job", instance_id=claim.instance_id, job=record.job_name)
-                return
-            await self.storage.release(claim)
+        if record is None or handler is None:  # gone since, or not a job of ours
+            await self.shell.release(claim.instance_id)
             return
-        self.shell.adopt(claim)
         target = Target(record.instance_id, record.kind, record.job_name, record.key)
+        if claim.recoveries:
+            log.warning(
+                "alarm.recovered", instance_id=claim.instance_id, recoveries=claim.recoveries
+            )
+        if claim.recoveries > self.max_recoveries:
+            error = ExecutionError(
+                f"the activation of this alarm died {claim.recoveries} times in a row "
+                f"without committing (max_recoveries={self.max_recoveries})"
+            )
+            await self.shell.call(
+                target, lambda draft: handler.poisoned(draft, error, claim.recoveries)
+            )
+            return
         await self.shell.call(target, lambda draft: self._alarm(handler, draft), hold_on_error=True)
 
     async def _alarm(self, handler: KindHandler, draft: Draft) -> None:

@@ -11,22 +11,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TypeVar
 
 import attrs
 import structlog
 
-from ..adapters.protocols import Clock, StorageAdapter
+from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
 from ..adapters.records import Claim, Commit, InstanceRecord
-from ..errors import StorageError
+from ..errors import InvalidStateError, StorageError
 from .draft import Draft
 from .events import JobEvent
+from .threads import HandlerAbandoned
 
 T = TypeVar("T")
 
 log = structlog.get_logger("durable_jobs.shell")
+
+
+class _Running:
+    """A handler call in progress, as seen by the code it calls (a context variable)."""
+
+    __slots__ = ("active", "instance_id")
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id
+        self.active = True
+
+
+# The calls whose handlers the current code runs in: its task, or a thread it started.
+_running: contextvars.ContextVar[tuple[_Running, ...]] = contextvars.ContextVar(
+    "durable_jobs_running", default=()
+)
+
+
+def _refuse_own_call(instance_id: str) -> None:
+    for call in _running.get():
+        if call.active and call.instance_id == instance_id:
+            raise InvalidStateError(
+                f"a handler of {instance_id} called its own instance through the client; "
+                "it would wait for itself forever. Change the instance through the "
+                "handler's context (set_state, schedule, terminate) instead"
+            )
 
 
 @attrs.frozen
@@ -76,12 +104,28 @@ class InstanceShell:
     def active_count(self) -> int:
         return len(self._activations)
 
-    def adopt(self, claim: Claim) -> None:
-        """Hold a claim taken elsewhere (a due alarm), before any caller can queue."""
-        activation = self._activation(claim.instance_id)
-        activation.claim = claim
-        activation.record = claim.record
-        self._ensure_heartbeat()
+    async def claim_due(
+        self, scheduler: SchedulerAdapter, limit: int, jobs: Collection[str]
+    ) -> list[Claim]:
+        """Claim up to ``limit`` due alarms of ``jobs`` and hold their claims here
+        before any caller of this process can queue for those instances."""
+        now = self.clock.now()
+        claims = await scheduler.claim_due(now, limit, self.owner, now + self.lease, jobs=jobs)
+        for claim in claims:
+            activation = self._activation(claim.instance_id)
+            activation.claim, activation.record = claim, claim.record
+        if claims:
+            self._ensure_heartbeat()
+        return claims
+
+    async def release(self, instance_id: str) -> None:
+        """Let go of a claimed instance that no caller is using."""
+        activation = self._activations.get(instance_id)
+        if activation is not None and activation.users == 0:
+            self._activations.pop(instance_id, None)
+            if activation.claim is not None:
+                with contextlib.suppress(StorageError):
+                    await self.storage.release(activation.claim)
 
     async def call(
         self,
@@ -96,6 +140,7 @@ class InstanceShell:
         instead of releasing it, so that a failing alarm is retried after the lease
         rather than at once, over and over.
         """
+        _refuse_own_call(target.instance_id)
         activation = self._activation(target.instance_id)
         activation.users += 1
         try:
@@ -121,22 +166,29 @@ class InstanceShell:
     ) -> T:
         if activation.claim is None:
             await self._acquire(target.instance_id, activation)
-        draft = Draft(
-            instance_id=target.instance_id,
-            kind=target.kind,
-            job_name=target.job_name,
-            key=target.key,
-            record=activation.record,
-            now=self.clock.now(),
-        )
+        running = _Running(target.instance_id)
+        outer = _running.set((*_running.get(), running))
         try:
+            draft = Draft(
+                instance_id=target.instance_id,
+                kind=target.kind,
+                job_name=target.job_name,
+                key=target.key,
+                record=activation.record,
+                now=self.clock.now(),
+            )
             result = await operation(draft)
         except BaseException as exc:
-            if isinstance(exc, Exception) and hold_on_error and activation.users == 1:
+            if isinstance(exc, HandlerAbandoned) or (
+                isinstance(exc, Exception) and hold_on_error and activation.users == 1
+            ):
                 activation.claim = activation.record = None  # forgotten here, expires there
             else:  # failed, or cancelled (a worker shutting down): hand the instance on
                 await self._let_go(activation)
             raise
+        finally:
+            running.active = False
+            _running.reset(outer)
         claim = activation.claim
         assert claim is not None  # kept or renewed, but still ours
         release = activation.users == 1  # nobody queued behind us in this process

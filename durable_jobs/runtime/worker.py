@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("durable_jobs.worker")
 
+ABANDON_AFTER = 2.0
+"""Seconds a stopping worker waits, after its grace, for handlers it cancelled."""
+
 
 class Worker:
     """An in-process alarm dispatcher. Use as ``async with jobs.worker(): ...``.
@@ -91,10 +94,8 @@ class Worker:
             log.info("worker.stopped", delivered=self.delivered)
 
     async def _claim(self, runtime: JobsRuntime, free: int) -> int:
-        clock, lease = self.app.clock, self.app.lease
-        now = clock.now()
         try:
-            claims = await self.app.scheduler.claim_due(now, free, runtime.shell.owner, now + lease)
+            claims = await runtime.claim_due(free)
         except DurableJobsError as exc:
             log.error("worker.claim_failed", error=str(exc))
             return 0
@@ -119,7 +120,7 @@ class Worker:
         self._wake.clear()
         waiters: list[asyncio.Future[object]] = [asyncio.ensure_future(self._wake.wait())]
         if not busy:
-            timeout = await self._until_next_alarm()
+            timeout = await self._until_next_alarm(runtime)
             if timeout <= 0:
                 # Due since we claimed: claim again now, not after a poll interval.
                 waiters[0].cancel()
@@ -131,17 +132,16 @@ class Worker:
             waiter.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
-    async def _until_next_alarm(self) -> float:
+    async def _until_next_alarm(self, runtime: JobsRuntime) -> float:
         """Seconds until the earliest unclaimed alarm, at most the poll interval."""
-        now = self.app.clock.now()
         try:
-            next_at = await self.app.scheduler.next_alarm_at(now)
+            next_at = await runtime.next_alarm_at()
         except DurableJobsError as exc:
             log.error("worker.next_alarm_failed", error=str(exc))
             return self.poll_interval
         if next_at is None:
             return self.poll_interval
-        return min(self.poll_interval, next_at - now)
+        return min(self.poll_interval, next_at - self.app.clock.now())
 
     async def _drain(self, runtime: JobsRuntime) -> None:
         if self._running:
@@ -150,6 +150,14 @@ class Worker:
                 task.cancel()
             if late:
                 log.warning("worker.cancelled_after_grace", cancelled=len(late))
+                # A plain handler's thread cannot be cancelled: its call waits for it,
+                # keeping the claim. Past this, a second cancellation abandons it with
+                # its claim, which then expires (SEMANTICS 10).
+                _, stuck = await asyncio.wait(late, timeout=ABANDON_AFTER)
+                for task in stuck:
+                    task.cancel()
+                if stuck:
+                    log.warning("worker.abandoned_threads", abandoned=len(stuck))
                 await asyncio.gather(*late, return_exceptions=True)
         await runtime.shell.close()
         if self._tracker is not None and self.app.tracker is not None:

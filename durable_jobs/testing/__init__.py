@@ -45,15 +45,13 @@ class TestRuntime:
         each alarm's due time while it runs. Returns how many alarms were delivered."""
         target = self._clock.now() + to_seconds(duration)
         runtime = await self.app.runtime()
-        scheduler, owner = self.app.scheduler, runtime.shell.owner
         delivered = 0
         while True:
-            due = await scheduler.next_alarm_at(self._clock.now())
+            due = await runtime.next_alarm_at()
             if due is None or due > target:
                 break
             self._clock.set(due)
-            now = self._clock.now()
-            for claim in await scheduler.claim_due(now, 1, owner, now + self.app.lease):
+            for claim in await runtime.claim_due(1):
                 await runtime.deliver(claim)
                 delivered += 1
             if delivered > MAX_DELIVERIES_PER_ADVANCE:

@@ -197,6 +197,34 @@ async def test_an_alarm_whose_claim_expired_is_delivered_again(store: Any) -> No
     assert await store.read("task:job:a") == moved
 
 
+async def test_claim_due_and_next_alarm_at_take_only_the_jobs_named(store: Any) -> None:
+    await put(store, record("task:other:a", alarm_at=T0 - 2))
+    await put(store, record("task:mine:b", alarm_at=T0 - 1))
+    await put(store, record("task:also:c", alarm_at=T0))
+    assert await store.next_alarm_at(T0, jobs={"mine", "also"}) == T0 - 1
+    assert await store.next_alarm_at(T0, jobs={"nobody"}) is None
+    due = await store.claim_due(T0, 10, "w1", T0 + LEASE, jobs=["mine", "also"])
+    assert [c.instance_id for c in due] == ["task:mine:b", "task:also:c"]
+    assert await store.next_alarm_at(T0, jobs=["mine", "also"]) is None
+    rest = await store.claim_due(T0, 10, "w2", T0 + LEASE)  # every job
+    assert [c.instance_id for c in rest] == ["task:other:a"]
+
+
+async def test_claim_due_counts_the_claims_that_expired_without_a_release(store: Any) -> None:
+    await put(store, record("task:job:a", alarm_at=T0))
+    [first] = await store.claim_due(T0, 10, "w1", T0 + LEASE)
+    assert first.recoveries == 0
+    now = T0 + LEASE + 1  # the first holder died: its claim expired
+    [second] = await store.claim_due(now, 10, "w2", now + LEASE)
+    assert second.recoveries == 1
+    now += LEASE + 1
+    [third] = await store.claim_due(now, 10, "w3", now + LEASE)
+    assert third.recoveries == 2
+    await store.release(third)  # let go cleanly: the row of deaths is broken
+    [fourth] = await store.claim_due(now + 1, 10, "w4", now + 1 + LEASE)
+    assert fourth.recoveries == 0
+
+
 async def test_claims_taken_together_each_fence_their_own_commit(store: Any) -> None:
     for n in range(20):
         await put(store, record(f"task:job:{n:02}", alarm_at=T0))

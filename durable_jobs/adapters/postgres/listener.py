@@ -66,7 +66,7 @@ class Listener:
 
     @property
     def listening(self) -> bool:
-        """Whether the LISTEN is in place (and the wake-up it fires then was fired)."""
+        """Whether the LISTEN is in place (the wake-up it fires then follows at once)."""
         return self._listening.is_set()
 
     def stop(self) -> None:
@@ -94,9 +94,10 @@ class Listener:
         with psycopg.connect(self._dsn, autocommit=True) as conn:
             conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
             # What was sent before we listened (or while we were away) is lost: let
-            # waiters look for themselves.
-            self._wakeup.fire()
+            # waiters look for themselves. Listening is told first, so that a waiter
+            # this wakes finds it so.
             self._listening.set()
+            self._wakeup.fire()
             while not self._stop.is_set():
                 for notify in conn.notifies(timeout=self.TICK):
                     if notify.payload != self._origin:

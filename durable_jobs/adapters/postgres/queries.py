@@ -204,7 +204,7 @@ LIVE_CLAIM: LiteralString = """
 CLAIM_DUE: LiteralString = """
     WITH due AS (
         SELECT {columns} FROM {instances} i
-        WHERE i.alarm_at <= %(now)s AND NOT {live_claim}
+        WHERE i.alarm_at <= %(now)s AND NOT {live_claim} AND {of_jobs}
         ORDER BY i.alarm_at
         LIMIT %(limit)s
         FOR UPDATE SKIP LOCKED
@@ -215,18 +215,22 @@ CLAIM_DUE: LiteralString = """
         FROM due ORDER BY instance_id
         ON CONFLICT (instance_id) DO UPDATE
             SET owner = EXCLUDED.owner, token = EXCLUDED.token,
-                expires_at = EXCLUDED.expires_at
+                expires_at = EXCLUDED.expires_at, recoveries = {claims}.recoveries + 1
             WHERE {claims}.expires_at <= %(now)s
-        RETURNING instance_id, token
+        RETURNING instance_id, token, recoveries
     )
-    SELECT taken.token, {due_columns}
+    SELECT taken.token, taken.recoveries, {due_columns}
     FROM due LEFT JOIN taken USING (instance_id)
     ORDER BY due.alarm_at, due.instance_id"""
 
 NEXT_ALARM: LiteralString = """
     SELECT i.alarm_at FROM {instances} i
-    WHERE i.alarm_at IS NOT NULL AND NOT {live_claim}
+    WHERE i.alarm_at IS NOT NULL AND NOT {live_claim} AND {of_jobs}
     ORDER BY i.alarm_at LIMIT 1"""
+
+# Released claims are deleted, so a claim row that a due alarm's claim finds has
+# expired without a release: its holder died (SEMANTICS 14 counts these).
+OF_JOBS: LiteralString = "(%(jobs)s::text[] IS NULL OR i.job_name = ANY(%(jobs)s::text[]))"
 
 
 class Queries:
@@ -245,6 +249,7 @@ class Queries:
         )
         self._names["fence"] = self.compose(FENCE)
         self._names["live_claim"] = self.compose(LIVE_CLAIM)
+        self._names["of_jobs"] = sql.SQL(OF_JOBS)
         self.read = self.render(READ)
         self.renew = self.render(RENEW)
         self.release = self.render(RELEASE)

@@ -229,6 +229,13 @@ MIGRATIONS: tuple[tuple[sql.SQL | Function, ...], ...] = (
     (CLAIM_MANY_BY_KEY,),
     (CLAIM_ONE,),
     (COMMIT_ONE,),
+    # Claims of a due alarm that expired in a row without a release (SEMANTICS 14).
+    (
+        sql.SQL(
+            "ALTER TABLE {schema}.claims "
+            "ADD COLUMN IF NOT EXISTS recoveries integer NOT NULL DEFAULT 0"
+        ),
+    ),
 )
 
 LATEST = len(MIGRATIONS)

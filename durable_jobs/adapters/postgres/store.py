@@ -35,7 +35,7 @@ import asyncio
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -503,15 +503,31 @@ class PostgresStore:
 
     # -- scheduler -------------------------------------------------------------
 
-    async def claim_due(self, now: float, limit: int, owner: str, until: float) -> list[Claim]:
+    async def claim_due(
+        self,
+        now: float,
+        limit: int,
+        owner: str,
+        until: float,
+        *,
+        jobs: Collection[str] | None = None,
+    ) -> list[Claim]:
         if limit <= 0:
             return []
-        params = {"now": now, "limit": limit, "owner": owner, "until": until}
+        names = None if jobs is None else list(jobs)
+        params = {"now": now, "limit": limit, "owner": owner, "until": until, "jobs": names}
         rows = await self._call("claim_due", partial(self._claim_due, params))
-        taken = sorted(((to_record(row[1:]), row[0]) for row in rows), key=_alarm_order)
+        taken = sorted(((to_record(row[2:]), row) for row in rows), key=_alarm_order)
         return [
-            Claim(instance_id=r.instance_id, owner=owner, token=t, expires_at=until, record=r)
-            for r, t in taken
+            Claim(
+                instance_id=r.instance_id,
+                owner=owner,
+                token=row[0],
+                expires_at=until,
+                record=r,
+                recoveries=row[1],
+            )
+            for r, row in taken
         ]
 
     def _claim_due(self, params: dict[str, Any], conn: Connection) -> list[TupleRow]:
@@ -529,8 +545,11 @@ class PostgresStore:
                 break
         return taken
 
-    async def next_alarm_at(self, now: float) -> float | None:
-        rows = await self._rows("next_alarm_at", self._q.next_alarm, {"now": now})
+    async def next_alarm_at(
+        self, now: float, *, jobs: Collection[str] | None = None
+    ) -> float | None:
+        names = None if jobs is None else list(jobs)
+        rows = await self._rows("next_alarm_at", self._q.next_alarm, {"now": now, "jobs": names})
         return float(rows[0][0]) if rows else None
 
     @property
@@ -573,7 +592,7 @@ def _taken(asks: list[_Ask], rows: list[TupleRow]) -> list[Taken]:
     return taken
 
 
-def _alarm_order(taken: tuple[InstanceRecord, str]) -> tuple[float, str]:
+def _alarm_order(taken: tuple[InstanceRecord, TupleRow]) -> tuple[float, str]:
     record = taken[0]
     return (record.alarm_at or 0.0, record.instance_id)  # due rows always have an alarm
 

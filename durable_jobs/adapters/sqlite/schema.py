@@ -51,7 +51,12 @@ def _v1(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, event TEXT NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+def _v2(db: sqlite_utils.Database) -> None:
+    # Claims of a due alarm that expired in a row without a release (SEMANTICS 14).
+    db.execute("ALTER TABLE claims ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

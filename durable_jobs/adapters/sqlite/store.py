@@ -11,10 +11,11 @@ Connections are never shared across ``fork()``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from ...errors import StorageError
@@ -273,27 +274,38 @@ class SQLiteStore:
 
     # -- scheduler -------------------------------------------------------------
 
-    async def claim_due(self, now: float, limit: int, owner: str, until: float) -> list[Claim]:
+    async def claim_due(
+        self,
+        now: float,
+        limit: int,
+        owner: str,
+        until: float,
+        *,
+        jobs: Collection[str] | None = None,
+    ) -> list[Claim]:
+        names = tuple(jobs) if jobs is not None else None
         # A read first: an idle worker polling must not take the write lock.
-        if not self._read("due alarms", _DUE_SQL, (now, now, 1)):
+        params = (now, now, *(names or ()), 1)
+        if not self._read("due alarms", _due_sql("i.instance_id", names), params):
             return []
         alone = self._flight.alone(now)
         with self._flight.asking():
             claims: list[Claim] = await self._write(
-                lambda conn: _claim_due(conn, now, limit, owner, until),
+                lambda conn: _claim_due(
+                    conn, now=now, limit=limit, owner=owner, until=until, jobs=names
+                ),
                 durable=False,
                 alone=alone,
             )
         self._flight.hold(claims)
         return claims
 
-    async def next_alarm_at(self, now: float) -> float | None:
+    async def next_alarm_at(
+        self, now: float, *, jobs: Collection[str] | None = None
+    ) -> float | None:
+        names = tuple(jobs) if jobs is not None else None
         rows = self._read(
-            "next alarm",
-            "SELECT alarm_at FROM instances i WHERE alarm_at IS NOT NULL AND NOT EXISTS "
-            "(SELECT 1 FROM claims c WHERE c.instance_id = i.instance_id AND c.expires_at > ?) "
-            "ORDER BY alarm_at LIMIT 1",
-            (now,),
+            "next alarm", _due_sql("alarm_at", names, due=False), (now, *(names or ()), 1)
         )
         return float(rows[0][0]) if rows else None
 
@@ -317,19 +329,35 @@ class SQLiteStore:
         return int(self._read("data version", "PRAGMA data_version")[0][0])
 
 
-_DUE_WHERE = (
-    "FROM instances i WHERE alarm_at IS NOT NULL AND alarm_at <= ? AND NOT EXISTS "
-    "(SELECT 1 FROM claims c WHERE c.instance_id = i.instance_id AND c.expires_at > ?) "
-    "ORDER BY alarm_at, instance_id LIMIT ?"
-)
-_DUE_SQL = f"SELECT instance_id {_DUE_WHERE}"
-_DUE_RECORDS_SQL = f"SELECT {_COLUMNS} {_DUE_WHERE}"
+@functools.cache
+def _due_sql(columns: str, jobs: tuple[str, ...] | None, *, due: bool = True) -> str:
+    """``columns`` of instances ``i`` and claims ``c`` for alarms due by the first
+    parameter (when ``due``) without a claim live at the next, of the jobs given next
+    (one parameter each), earliest first, as many as the last."""
+    where = "alarm_at IS NOT NULL AND alarm_at <= ?" if due else "alarm_at IS NOT NULL"
+    of_jobs = "" if jobs is None else f" AND job_name IN ({', '.join('?' * len(jobs))})"
+    return (
+        f"SELECT {columns} FROM instances i LEFT JOIN claims c "  # noqa: S608 - no values
+        f"ON c.instance_id = i.instance_id WHERE {where} "
+        f"AND (c.expires_at IS NULL OR c.expires_at <= ?){of_jobs} "
+        "ORDER BY alarm_at, i.instance_id LIMIT ?"
+    )
+
+
+_DUE_COLUMNS = "c.token, c.recoveries, " + ", ".join(f"i.{c}" for c in _COLUMNS.split(", "))
 
 _CLAIM_SQL = (
     "INSERT INTO claims (instance_id, owner, token, expires_at) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (instance_id) DO UPDATE SET owner = excluded.owner, "
     "token = excluded.token, expires_at = excluded.expires_at "
     "WHERE claims.expires_at <= ?"
+)
+
+_CLAIM_DUE_SQL = (
+    "INSERT INTO claims (instance_id, owner, token, expires_at, recoveries) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (instance_id) DO UPDATE SET owner = excluded.owner, "
+    "token = excluded.token, expires_at = excluded.expires_at, "
+    "recoveries = excluded.recoveries WHERE claims.expires_at <= ?"
 )
 
 
@@ -350,26 +378,34 @@ def _claim(
 
 
 def _claim_due(
-    conn: sqlite3.Connection, now: float, limit: int, owner: str, until: float
+    conn: sqlite3.Connection,
+    *,
+    now: float,
+    limit: int,
+    owner: str,
+    until: float,
+    jobs: tuple[str, ...] | None,
 ) -> list[Claim]:
     # Two statements for the whole batch. Inside this write transaction nothing else
     # can claim or change the rows read, so every claim of the batch is taken.
-    records = [
-        InstanceRecord.from_row(row)
-        for row in conn.execute(_DUE_RECORDS_SQL, (now, now, limit)).fetchall()
-    ]
+    rows = conn.execute(_due_sql(_DUE_COLUMNS, jobs), (now, now, *(jobs or ()), limit)).fetchall()
     batch = new_token()
     claims = [
         Claim(
-            instance_id=r.instance_id,
+            instance_id=row[2],
             owner=owner,
             token=f"{batch}.{n}",
             expires_at=until,
-            record=r,
+            record=InstanceRecord.from_row(row[2:]),
+            # A token left on an expired claim: its holder died without letting go.
+            recoveries=row[1] + 1 if row[0] else 0,
         )
-        for n, r in enumerate(records)
+        for n, row in enumerate(rows)
     ]
-    conn.executemany(_CLAIM_SQL, [(c.instance_id, owner, c.token, until, now) for c in claims])
+    conn.executemany(
+        _CLAIM_DUE_SQL,
+        [(c.instance_id, owner, c.token, until, c.recoveries, now) for c in claims],
+    )
     return claims
 
 

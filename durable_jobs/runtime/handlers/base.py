@@ -20,6 +20,10 @@ from ..clock import to_datetime
 from ..codec import Codec
 from ..draft import Draft
 from ..results import TerminateResult, TriggerResult
+from ..threads import HandlerThreads, outlive
+
+THREADS = HandlerThreads()
+"""The threads of every plain ``def`` handler of the process."""
 
 
 class KindHandler:
@@ -42,6 +46,8 @@ class KindHandler:
         self.codec = codec
         self.rng = rng
         self.retry: Retry | None = definition.retry
+        timeout = getattr(definition, "timeout", None)
+        self.timeout: float | None = None if timeout is None else timeout.total_seconds()
         # bind() turns structlog's lazy proxy into a logger once, here: the proxy
         # would build a new one on every call, filtered levels included.
         self.log = structlog.wrap_logger(
@@ -91,14 +97,18 @@ class KindHandler:
         }
 
     async def invoke(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Call user code. Plain functions run in a thread so that a blocking one
-        cannot stall other instances."""
+        """Call user code within the job's timeout. Plain functions run on a thread so
+        that a blocking one cannot stall other instances (see ``threads.py``)."""
         is_async = self._awaitable.get(fn)
         if is_async is None:
             is_async = self._awaitable[fn] = inspect.iscoroutinefunction(fn)
         if is_async:
-            return await fn(*args)
-        result = await asyncio.to_thread(fn, *args)
+            if self.timeout is None:
+                return await fn(*args)
+            async with asyncio.timeout(self.timeout):
+                return await fn(*args)
+        thread = asyncio.wrap_future(THREADS.submit(fn, *args))
+        result = await outlive(thread, self.timeout)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -147,6 +157,11 @@ class KindHandler:
             error=describe(error),
             attempts=attempts,
         )
+
+    async def poisoned(self, draft: Draft, error: BaseException, recoveries: int) -> None:
+        """Dead-letter an alarm whose activations keep dying (SEMANTICS 14). Reads
+        nothing but the stored state's text, which may be what kills them."""
+        self.give_up(draft, error, recoveries)
 
     def terminated(self, draft: Draft, reason: str | None) -> None:
         draft.delete()
