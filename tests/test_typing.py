@@ -4,7 +4,10 @@ argument is an error (so that these tests can fail)."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -17,9 +20,18 @@ PROBE = Path(__file__).with_name("typing_probe.py")
 # Lines ending in "# E: <code>" must be reported with that error code, and no others.
 WRONG = textwrap.dedent(
     """\
+    from durable_jobs import Continuous, Task, TaskContext, create_durable_jobs, every
     from tests.typing_probe import (
-        Batch, Order, Paid, Ping, Tokens, batcher, jobs, pinger, token_refresher, typed_orders
+        Batch, Order, Paid, Ping, Placed, Tokens, batcher, jobs, pinger, refresh,
+        token_refresher, tuple_orders, typed_orders
     )
+
+
+    def on_placed(event: Placed, ctx: TaskContext[Order]) -> None:
+        return None
+
+
+    hourly = every("1 hour")
 
 
     async def wrong() -> None:
@@ -33,6 +45,11 @@ WRONG = textwrap.dedent(
         batch: Ping | None = await client.debounce(batcher).get_state("x")  # E: assignment
         jobs.sync_client.task(pinger).send("x", Batch())  # E: arg-type
         await client.task(typed_orders).send("x", Order("o"))  # E: arg-type
+        await client.task(tuple_orders).send("x", "Placed")  # E: arg-type
+        await client.task(tuple_orders).send("x", Order("o"))  # E: arg-type
+        Task(state=Order, event=(Placed, Paid), on_event=on_placed, execute=print)  # E: arg-type
+        Continuous(state=Tokens, schedule=hourly, execute=refresh, timeout=[1])  # E: arg-type
+        create_durable_jobs({"a": token_refresher, "b": "token_refresher"})  # E: dict-item
     """
 )
 
@@ -81,3 +98,28 @@ def test_wrong_arguments_are_reported(mypy_config: Path, tmp_path: Path) -> None
     assert reported == expected, output
     assert 'has incompatible type "Ping"; expected "Tokens"' in output
     assert 'has incompatible type "Tokens"; expected "Ping"' in output
+    assert 'has incompatible type "str"; expected "Placed | Paid"' in output
+
+
+def test_mypy_finds_the_installed_package_from_another_directory(tmp_path: Path) -> None:
+    """A project that installs durable-jobs with ``pip install -e`` type-checks against it:
+    mypy runs no import hooks, so the editable install must be a plain path entry."""
+    (tmp_path / "mypy.ini").write_text(f"[mypy]\nstrict = True\ncache_dir = {tmp_path / 'cache'}\n")
+    (tmp_path / "app.py").write_text(
+        "from durable_jobs import JobDefinition, create_durable_jobs\n"
+        "def build(jobs: dict[str, JobDefinition]) -> None:\n"
+        "    create_durable_jobs(jobs)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MYPYPATH", "PYTHONPATH")}
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--config-file", "mypy.ini", "app.py"],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    output = checked.stdout + checked.stderr
+    assert "import-not-found" not in output, output
+    assert checked.returncode == 0, output

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging as std_logging
+import operator
 import types
 import typing
 from collections.abc import Callable
 from datetime import timedelta
+from functools import reduce
 from typing import Any, Generic, Literal, TypeVar, overload
 
 import attrs
@@ -19,6 +21,20 @@ from .schedules import Cron, Every, Schedule
 
 S = TypeVar("S")
 E = TypeVar("E")
+# Declared covariant so that mypy joins definitions of one kind with different classes
+# (``Continuous[Tokens]`` and ``Continuous[Ping]``) to ``Continuous[object]`` rather than
+# to ``object``: a mapping of them written without an annotation stays a mapping of
+# ``JobDefinition``. Widening a definition explicitly would let its handle accept
+# events or states the runtime then refuses.
+S_co = TypeVar("S_co", covariant=True)
+E_co = TypeVar("E_co", covariant=True)
+# The members of a Task's event tuple, one type variable per position.
+E1 = TypeVar("E1")
+E2 = TypeVar("E2")
+E3 = TypeVar("E3")
+E4 = TypeVar("E4")
+E5 = TypeVar("E5")
+E6 = TypeVar("E6")
 
 Kind = Literal["continuous", "debounce", "task"]
 LogSetting = bool | int
@@ -29,6 +45,13 @@ def union_members(hint: object) -> tuple[type[Any], ...]:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
         return tuple(typing.get_args(hint))
     return (hint,) if isinstance(hint, type) else ()
+
+
+def event_members(spec: object) -> tuple[type[Any], ...]:
+    """A Task's ``event``: a class, a union of classes, or a tuple of classes."""
+    if isinstance(spec, tuple):
+        return spec if spec and all(isinstance(m, type) for m in spec) else ()
+    return union_members(spec)
 
 
 class _Problems:
@@ -45,6 +68,18 @@ class _Problems:
             return
         if not callable(value):
             self.found.append(f"{name} must be a function, got {value!r}")
+
+    def event_classes(self, value: object) -> tuple[type[Any], ...]:
+        members = event_members(value)
+        if not members or not all(attrs.has(m) for m in members):
+            self.found.append(
+                "event must be an attrs class, a tuple of them such as (A, B) "
+                f"or a union such as A | B, got {value!r}"
+            )
+        return members
+
+    def timeout(self, value: object) -> timedelta | None:
+        return None if value is None else self.duration("timeout", value, positive=True)
 
     def duration(self, name: str, value: object, *, positive: bool = False) -> timedelta:
         try:
@@ -78,7 +113,22 @@ def log_level(setting: LogSetting) -> int:
     return int(setting)
 
 
-class Continuous(Generic[S]):
+class JobDefinition:
+    """What every job definition has: ``Continuous``, ``Debounce`` and ``Task`` derive from it.
+
+    The common base lets a type checker read a mapping of definitions of different kinds,
+    written without an annotation, as ``dict[str, JobDefinition]``: what
+    ``create_durable_jobs`` takes.
+    """
+
+    kind: Kind
+    state: type[Any]
+    retry: Retry | None
+    timeout: timedelta | None
+    logging: LogSetting
+
+
+class Continuous(JobDefinition, Generic[S_co]):
     """Recurring work on a schedule, one instance per id, with its own state."""
 
     kind: Kind = "continuous"
@@ -86,16 +136,18 @@ class Continuous(Generic[S]):
     def __init__(
         self,
         *,
-        state: type[S],
+        state: type[S_co],
         schedule: Schedule,
-        execute: Callable[[ContinuousContext[S]], object],
+        execute: Callable[[ContinuousContext[S_co]], object],
         start_immediately: bool = True,
         retry: Retry | None = None,
+        timeout: Duration | None = None,
         logging: LogSetting = False,
     ) -> None:
         check = _Problems()
         check.attrs_class("state", state)
         check.handler("execute", execute)
+        self.timeout = check.timeout(timeout)
         if isinstance(schedule, Cron):
             check.found.extend(schedule.problems())
         elif isinstance(schedule, Every):
@@ -119,7 +171,7 @@ async def _default_reducer(ctx: DebounceEventContext[Any, Any]) -> Any:
     return ctx.event
 
 
-class Debounce(Generic[E, S]):
+class Debounce(JobDefinition, Generic[E_co, S_co]):
     """Collect events per id and process them in one batch (the flush)."""
 
     kind: Kind = "debounce"
@@ -133,6 +185,7 @@ class Debounce(Generic[E, S]):
         flush_after: Duration,
         max_events: int | None = None,
         retry: Retry | None = None,
+        timeout: Duration | None = None,
         logging: LogSetting = False,
     ) -> None: ...
 
@@ -148,6 +201,7 @@ class Debounce(Generic[E, S]):
         initial_state: Callable[[], S] | None = None,
         max_events: int | None = None,
         retry: Retry | None = None,
+        timeout: Duration | None = None,
         logging: LogSetting = False,
     ) -> None: ...
 
@@ -162,6 +216,7 @@ class Debounce(Generic[E, S]):
         initial_state: Callable[[], Any] | None = None,
         max_events: int | None = None,
         retry: Retry | None = None,
+        timeout: Duration | None = None,
         logging: LogSetting = False,
     ) -> None:
         check = _Problems()
@@ -183,6 +238,7 @@ class Debounce(Generic[E, S]):
             isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1
         ):
             check.found.append(f"max_events must be a positive int or None, got {max_events!r}")
+        self.timeout = check.timeout(timeout)
         check.retry(retry)
         check.logging(logging)
         check.raise_if_any()
@@ -196,8 +252,18 @@ class Debounce(Generic[E, S]):
         self.logging = logging
 
 
-class Task(Generic[S, E]):
-    """An event-driven state machine per id; handlers decide when ``execute`` runs."""
+class Task(JobDefinition, Generic[S_co, E_co]):
+    """An event-driven state machine per id; handlers decide when ``execute`` runs.
+
+    ``event`` is the class of the events ``send`` takes, or several classes:
+
+    - ``event=(Placed, Paid)``, a tuple of up to six classes, keeps their union for the
+      type checker: the definition is a ``Task[Order, Placed | Paid]``, whose ``send``
+      takes a ``Placed`` or a ``Paid`` and nothing else.
+    - ``event=Placed | Paid`` means the same at run time, but a type checker sees only a
+      ``types.UnionType`` there, not its members: the definition is a ``Task[Order, Any]``
+      and ``send`` takes anything (the runtime still checks). Prefer the tuple.
+    """
 
     kind: Kind = "task"
 
@@ -206,26 +272,108 @@ class Task(Generic[S, E]):
         self: Task[S, E],
         *,
         state: type[S],
-        event: type[E],
+        event: type[E] | tuple[type[E]],
         on_event: Callable[[E, TaskContext[S]], object],
         execute: Callable[[TaskContext[S]], object],
         on_idle: Callable[[TaskContext[S]], object] | None = None,
         on_error: Callable[[Exception, TaskContext[S]], object] | None = None,
         retry: Retry | None = None,
+        timeout: Duration | None = None,
         logging: LogSetting = False,
     ) -> None: ...
 
     @overload
     def __init__(
-        self: Task[S, Any],
+        self: Task[S, E1 | E2],
         *,
         state: type[S],
-        event: types.UnionType | object,
-        on_event: Callable[[Any, TaskContext[S]], object],
+        event: tuple[type[E1], type[E2]],
+        on_event: Callable[[E1 | E2, TaskContext[S]], object],
         execute: Callable[[TaskContext[S]], object],
         on_idle: Callable[[TaskContext[S]], object] | None = None,
         on_error: Callable[[Exception, TaskContext[S]], object] | None = None,
         retry: Retry | None = None,
+        timeout: Duration | None = None,
+        logging: LogSetting = False,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Task[S, E1 | E2 | E3],
+        *,
+        state: type[S],
+        event: tuple[type[E1], type[E2], type[E3]],
+        on_event: Callable[[E1 | E2 | E3, TaskContext[S]], object],
+        execute: Callable[[TaskContext[S]], object],
+        on_idle: Callable[[TaskContext[S]], object] | None = None,
+        on_error: Callable[[Exception, TaskContext[S]], object] | None = None,
+        retry: Retry | None = None,
+        timeout: Duration | None = None,
+        logging: LogSetting = False,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Task[S, E1 | E2 | E3 | E4],
+        *,
+        state: type[S],
+        event: tuple[type[E1], type[E2], type[E3], type[E4]],
+        on_event: Callable[[E1 | E2 | E3 | E4, TaskContext[S]], object],
+        execute: Callable[[TaskContext[S]], object],
+        on_idle: Callable[[TaskContext[S]], object] | None = None,
+        on_error: Callable[[Exception, TaskContext[S]], object] | None = None,
+        retry: Retry | None = None,
+        timeout: Duration | None = None,
+        logging: LogSetting = False,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Task[S, E1 | E2 | E3 | E4 | E5],
+        *,
+        state: type[S],
+        event: tuple[type[E1], type[E2], type[E3], type[E4], type[E5]],
+        on_event: Callable[[E1 | E2 | E3 | E4 | E5, TaskContext[S]], object],
+        execute: Callable[[TaskContext[S]], object],
+        on_idle: Callable[[TaskContext[S]], object] | None = None,
+        on_error: Callable[[Exception, TaskContext[S]], object] | None = None,
+        retry: Retry | None = None,
+        timeout: Duration | None = None,
+        logging: LogSetting = False,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: Task[S, E1 | E2 | E3 | E4 | E5 | E6],
+        *,
+        state: type[S],
+        event: tuple[type[E1], type[E2], type[E3], type[E4], type[E5], type[E6]],
+        on_event: Callable[[E1 | E2 | E3 | E4 | E5 | E6, TaskContext[S]], object],
+        execute: Callable[[TaskContext[S]], object],
+        on_idle: Callable[[TaskContext[S]], object] | None = None,
+        on_error: Callable[[Exception, TaskContext[S]], object] | None = None,
+        retry: Retry | None = None,
+        timeout: Duration | None = None,
+        logging: LogSetting = False,
+    ) -> None: ...
+
+    # ``A | B`` reaches a type checker as ``types.UnionType | type[A]`` (typeshed's
+    # ``type.__or__``), ``Union[A, B]`` as ``typing._SpecialForm``. ``E`` is bound here
+    # only so that, for a single class, this overload's handler types equal the first
+    # one's: otherwise an unannotated handler (its ``Any``) would make mypy find the two
+    # ambiguous and type the definition ``Any``.
+    @overload
+    def __init__(
+        self: Task[S, Any],
+        *,
+        state: type[S],
+        event: types.UnionType | type[E] | typing._SpecialForm,
+        on_event: Callable[[E, TaskContext[S]], object],
+        execute: Callable[[TaskContext[S]], object],
+        on_idle: Callable[[TaskContext[S]], object] | None = None,
+        on_error: Callable[[Exception, TaskContext[S]], object] | None = None,
+        retry: Retry | None = None,
+        timeout: Duration | None = None,
         logging: LogSetting = False,
     ) -> None: ...
 
@@ -239,27 +387,27 @@ class Task(Generic[S, E]):
         on_idle: Callable[..., object] | None = None,
         on_error: Callable[..., object] | None = None,
         retry: Retry | None = None,
+        timeout: Duration | None = None,
         logging: LogSetting = False,
     ) -> None:
         check = _Problems()
         check.attrs_class("state", state)
-        check.attrs_class("event", event)
+        members = check.event_classes(event)
         check.handler("on_event", on_event)
         check.handler("execute", execute)
         check.handler("on_idle", on_idle, required=False)
         check.handler("on_error", on_error, required=False)
+        self.timeout = check.timeout(timeout)
         check.retry(retry)
         check.logging(logging)
         check.raise_if_any()
         self.state = state
-        self.event = event
-        self.event_types = union_members(event)
+        # One spelling at run time: a tuple becomes the union it stands for.
+        self.event: object = reduce(operator.or_, members)
+        self.event_types = members
         self.on_event = on_event
         self.execute = execute
         self.on_idle = on_idle
         self.on_error = on_error
         self.retry = retry
         self.logging = logging
-
-
-JobDefinition = Continuous[Any] | Debounce[Any, Any] | Task[Any, Any]

@@ -46,7 +46,7 @@ class KindHandler:
         self.codec = codec
         self.rng = rng
         self.retry: Retry | None = definition.retry
-        timeout = getattr(definition, "timeout", None)
+        timeout = definition.timeout
         self.timeout: float | None = None if timeout is None else timeout.total_seconds()
         # bind() turns structlog's lazy proxy into a logger once, here: the proxy
         # would build a new one on every call, filtered levels included.
