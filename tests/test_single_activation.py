@@ -12,8 +12,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from durable_jobs import (
+    Backoff,
     ExecutionError,
     InvalidStateError,
+    Retry,
     Task,
     TaskContext,
     create_durable_jobs,
@@ -278,3 +280,70 @@ def test_durations_are_accepted_for_lease_and_claim_wait() -> None:
         {"job": counting()}, storage="memory://", lease="1 minute", claim_wait=2.5
     )
     assert (app.lease, app.claim_wait) == (60.0, 2.5)
+
+
+# -- timeouts ----------------------------------------------------------------------
+
+
+async def test_an_async_handler_past_its_timeout_is_cancelled_and_retried(
+    backend_url: Any,
+) -> None:
+    cancelled = asyncio.Event()
+    attempts: list[int] = []
+
+    async def slow(ctx: TaskContext[Seen]) -> None:
+        attempts.append(1)
+        if len(attempts) == 1:
+            try:
+                await asyncio.Event().wait()  # never set: only the timeout ends it
+            except asyncio.CancelledError:
+                cancelled.set()
+                raise
+        ctx.set_state(Seen(executed=1))
+
+    async def now(event: Ping, ctx: TaskContext[Seen]) -> None:
+        ctx.schedule(ctx.now)
+
+    job = Task(
+        state=Seen,
+        event=Ping,
+        on_event=now,
+        execute=slow,
+        timeout="50 millis",
+        retry=Retry(max_attempts=2, delay=Backoff.fixed("10 millis")),
+    )
+    app = app_for(backend_url, {"job": job})
+    failures = []
+    app.events.add_listener(lambda e: failures.append(e) if e.type == "job.failed" else None)
+    await app.client.task(job).send("a", Ping())
+    async with app.worker(poll_interval=0.01):
+        while (await app.client.task(job).get_state("a")).state != Seen(executed=1):
+            await asyncio.sleep(0.01)
+    assert cancelled.is_set()
+    assert len(attempts) == 2
+    assert "TimeoutError" in failures[0].data["error"]
+    await app.aclose()
+
+
+async def test_a_plain_handler_past_its_timeout_fails_only_once_its_thread_ended() -> None:
+    entered, go = threading.Event(), threading.Event()
+
+    def slow(event: Ping, ctx: TaskContext[Seen]) -> None:
+        entered.set()
+        go.wait(30)
+        ctx.set_state(Seen(events=1))  # thrown away: the call timed out
+
+    job = Task(state=Seen, event=Ping, on_event=slow, execute=executed, timeout="10 millis")
+    app = create_durable_jobs({"job": job}, storage="memory://")
+    call = asyncio.ensure_future(app.client.task(job).send("a", Ping()))
+    await asyncio.to_thread(entered.wait, 30)
+    done, _ = await asyncio.wait({call}, timeout=0.2)  # well past the timeout
+    now = app.clock.now()
+    assert not done
+    assert await app.storage.claim("task:job:a", "rival", now, now + 30) is None
+    go.set()
+    with pytest.raises(ExecutionError) as raised:
+        await call
+    assert isinstance(raised.value.__cause__, TimeoutError)
+    assert (await app.client.task(job).get_state("a")).state is None
+    await app.aclose()

@@ -86,7 +86,7 @@ async def outlive(thread: asyncio.Future[Any], timeout: float | None) -> Any:
                 raise HandlerAbandoned("the handler's thread still ran; abandoned") from None
             cancelled = exc
             continue
-        timed_out = not thread.done()
+        timed_out = timed_out or not thread.done()
     if cancelled is not None:
         raise cancelled
     if timed_out:
