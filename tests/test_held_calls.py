@@ -16,7 +16,7 @@ from typing import Any
 import attrs
 import pytest
 
-from durable_jobs import ExecutionError, Task, TaskContext
+from durable_jobs import ExecutionError, Task, TaskContext, ValidationError
 from durable_jobs.adapters.records import Claim, Commit, InstanceRecord
 from durable_jobs.adapters.sqlite import SQLiteStore
 from durable_jobs.runtime.app import DurableJobs
@@ -259,7 +259,7 @@ async def test_a_record_that_cannot_be_read_leaves_the_database_unlocked(
     corrupt = sqlite3.connect(tmp_path / "h.db", isolation_level=None)
     corrupt.execute("UPDATE instances SET meta = 'not json' WHERE instance_id = ?", (ID,))
     corrupt.close()
-    with pytest.raises(ValueError, match="Expecting value"):
+    with pytest.raises(ValidationError, match="counters of task:counter:a are corrupt"):
         await app.client.task(counter).send("a", Add())
     assert_unlocked(tmp_path / "h.db")
     await asyncio.wait_for(app.client.task(counter).send("b", Add()), 10)

@@ -52,7 +52,7 @@ class Draft:
         self.now = now
         self.exists = record is not None
         self.state: str | None = record.state if record else None
-        self.meta: dict[str, Any] = load_object(record.meta) if record else {}
+        self.meta: dict[str, Any] = load_object(record.meta, instance_id, kind) if record else {}
         self.alarm_at: float | None = record.alarm_at if record else None
         self.created_at = record.created_at if record else now
         self.events: list[JobEvent] = []
