@@ -256,6 +256,9 @@ BAD_IDS = [
     pytest.param("a\x1bb", id="escape"),
     pytest.param("a\x7fb", id="delete"),
     pytest.param("a\x85b", id="c1-control"),
+    pytest.param("a\u202eb", id="bidi-override"),
+    pytest.param("a\u200db", id="zero-width-joiner"),
+    pytest.param("a\u2028b", id="line-separator"),
     pytest.param(42, id="not-a-string"),
     pytest.param(None, id="none"),
 ]
@@ -443,7 +446,7 @@ async def test_a_worker_does_not_spin_on_an_alarm_whose_state_no_longer_fits() -
     assert worker.delivered == 1
 
 
-@pytest.mark.parametrize("bad_key", ["", "k\x00", "k" * 256, 7])
+@pytest.mark.parametrize("bad_key", ["", "k\x00", "k\u202e", "k\ufeff", "k" * 256, 7])
 async def test_a_bad_idempotency_key_is_refused_and_nothing_written(bad_key: Any) -> None:
     rt = runtime()
     with pytest.raises(ValidationError, match="invalid idempotency key"):

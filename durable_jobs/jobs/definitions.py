@@ -37,7 +37,7 @@ E5 = TypeVar("E5")
 E6 = TypeVar("E6")
 
 Kind = Literal["continuous", "debounce", "task"]
-LogSetting = bool | int
+LogSetting = bool | int | None
 
 
 def union_members(hint: object) -> tuple[type[Any], ...]:
@@ -96,16 +96,41 @@ class _Problems:
             self.found.append(f"retry must be a Retry or None, got {value!r}")
 
     def logging(self, value: object) -> None:
-        if not isinstance(value, bool | int):
-            self.found.append(f"logging must be True, False or a logging level, got {value!r}")
+        if (
+            value is None
+            or isinstance(value, bool)
+            or (isinstance(value, int) and value in _LEVELS)
+        ):
+            return
+        self.found.append(
+            "logging must be True, False or a logging level "
+            f"({', '.join(f'logging.{n}' for n in _LEVELS.values())}), "
+            f"or None to log nothing; got {value!r}"
+        )
 
     def raise_if_any(self) -> None:
         if self.found:
             raise DefinitionError(self.found)
 
 
+# The levels structlog's filtering loggers are made for: another number has none.
+_LEVELS = {
+    std_logging.DEBUG: "DEBUG",
+    std_logging.INFO: "INFO",
+    std_logging.WARNING: "WARNING",
+    std_logging.ERROR: "ERROR",
+    std_logging.CRITICAL: "CRITICAL",
+}
+
+
 def log_level(setting: LogSetting) -> int:
-    """``True`` logs everything (debug); ``False`` errors only; an int is a level."""
+    """The least level a job logs at. ``True`` logs everything (debug); ``False`` errors
+    only (the default); ``None`` is silent: durable-jobs logs nothing for the job, as
+    it never logs above ``ERROR`` (a handler's own ``ctx.log.critical`` still
+    does); otherwise one of ``logging.DEBUG``, ``INFO``, ``WARNING``, ``ERROR`` or
+    ``CRITICAL``."""
+    if setting is None:
+        return std_logging.CRITICAL
     if setting is True:
         return std_logging.DEBUG
     if setting is False:
@@ -172,7 +197,13 @@ async def _default_reducer(ctx: DebounceEventContext[Any, Any]) -> Any:
 
 
 class Debounce(JobDefinition, Generic[E_co, S_co]):
-    """Collect events per id and process them in one batch (the flush)."""
+    """Collect events per id and process them in one batch (the flush).
+
+    A batch's state, like any state, is at most 1 MiB of JSON. An ``add`` whose event
+    would take it over is refused with ``ValidationError`` and adds nothing: the batch
+    keeps its events and its flush time (it is not flushed early, which would run
+    ``execute`` at a time nobody chose). Flush it, or bound it with ``max_events``.
+    """
 
     kind: Kind = "debounce"
 

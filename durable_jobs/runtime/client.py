@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from ..jobs.definitions import Continuous, Debounce, Task
 from .clock import to_datetime
+from .ids import check_id
 from .results import (
     AddResult,
     ClearResult,
@@ -20,7 +21,7 @@ from .results import (
     TerminateResult,
     TriggerResult,
 )
-from .runtime import JobsRuntime, check_id
+from .runtime import JobsRuntime
 
 if TYPE_CHECKING:
     from .app import DurableJobs

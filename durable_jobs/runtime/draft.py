@@ -70,7 +70,7 @@ class Draft:
         """The kind's counters."""
         if self._meta is None:
             assert self._meta_text is not None
-            self._meta = load_object(self._meta_text)
+            self._meta = load_object(self._meta_text, self.instance_id, self.kind)
         return self._meta
 
     @meta.setter

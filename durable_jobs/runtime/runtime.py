@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import unicodedata
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
@@ -11,42 +10,19 @@ import structlog
 
 from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
 from ..adapters.records import Claim, InstanceRecord
-from ..errors import ExecutionError, ValidationError
+from ..errors import ExecutionError
 from ..jobs.definitions import JobDefinition
 from .codec import Codec
 from .draft import Draft
 from .events import JobEvent
 from .handlers import HANDLERS, KindHandler
+from .ids import check_id
 from .jsonfast import load_object
 from .shell import InstanceShell, Target
 
 T = TypeVar("T")
 
-MAX_ID_BYTES = 255
-
 log = structlog.get_logger("durable_jobs.runtime")
-
-
-def check_id(key: object, what: str = "id") -> str:
-    """An instance id (or idempotency key): a non-empty string of at most 255 bytes
-    of valid Unicode without control characters."""
-    if not isinstance(key, str):
-        raise ValidationError(
-            f"invalid {what} {key!r}: expected a string, got {type(key).__name__}"
-        )
-    if not key:
-        raise ValidationError(f"invalid {what} '': must not be empty")
-    try:
-        size = len(key.encode())
-    except UnicodeEncodeError:
-        raise ValidationError(f"invalid {what} {key[:40]!r}: not valid Unicode text") from None
-    if size > MAX_ID_BYTES:
-        raise ValidationError(
-            f"invalid {what} {key[:40]!r}…: {size} bytes, the limit is {MAX_ID_BYTES}"
-        )
-    if not key.isprintable() and any(unicodedata.category(c) == "Cc" for c in key):
-        raise ValidationError(f"invalid {what} {key!r}: contains a NUL or control character")
-    return key
 
 
 class JobsRuntime:
@@ -99,7 +75,7 @@ class JobsRuntime:
     async def read(self, handler: KindHandler, key: str) -> tuple[InstanceRecord | None, Any]:
         """The last committed record and its counters, without waiting for any claim."""
         record = await self.storage.read(handler.instance_id(check_id(key)))
-        return record, (load_object(record.meta) if record else {})
+        return record, (load_object(record.meta, record.instance_id, record.kind) if record else {})
 
     async def claim_due(self, limit: int) -> list[Claim]:
         """Claim up to ``limit`` due alarms of this runtime's jobs (SEMANTICS 13)."""

@@ -612,14 +612,28 @@ def _wakes(commit: Commit) -> bool:
 
 
 def _check_options(schema: str, min_size: int, max_size: int, poll_interval: float) -> None:
-    if not schema or "\x00" in schema or len(schema.encode()) > NAMEDATALEN:
-        raise ValueError(
-            f"schema {schema!r} must be 1 to {NAMEDATALEN} bytes without NUL characters "
-            "(PostgreSQL would silently cut a longer name)"
-        )
+    _check_schema(schema)
     if not 0 <= min_size <= max_size or max_size < 1:
         raise ValueError(
             f"need 0 <= min_size <= max_size and max_size >= 1, got {min_size}, {max_size}"
         )
     if poll_interval <= 0:
         raise ValueError(f"poll_interval must be positive, got {poll_interval}")
+
+
+def _check_schema(schema: str) -> None:
+    if not schema or "\x00" in schema or len(schema.encode()) > NAMEDATALEN:
+        raise ValueError(
+            f"schema {schema!r} must be 1 to {NAMEDATALEN} bytes without NUL characters "
+            "(PostgreSQL would silently cut a longer name)"
+        )
+    if "%" in schema:
+        raise ValueError(
+            f"schema {schema!r} must not contain '%': the driver would read it in every "
+            "query as a parameter placeholder"
+        )
+    if schema.lower() == "information_schema" or schema.lower().startswith("pg_"):
+        raise ValueError(
+            f"schema {schema!r} is a PostgreSQL system schema name (pg_*, information_schema): "
+            "choose one of your own, such as the default 'durable_jobs'"
+        )

@@ -8,6 +8,7 @@ from ...adapters.records import InstanceRecord
 from ...errors import ExecutionError, ValidationError
 from ...jobs.contexts import DebounceEventContext, DebounceExecuteContext, Terminate
 from ..clock import to_datetime
+from ..codec import MAX_PAYLOAD_BYTES, PayloadTooLarge
 from ..draft import Draft
 from ..results import AddResult, ClearResult, DebounceStatus, FlushResult
 from .base import KindHandler, datetime_or_none
@@ -41,7 +42,7 @@ class DebounceHandler(KindHandler):
             raise  # the stored batch no longer fits its schema: not the handler's fault
         except Exception as error:
             raise ExecutionError(f"on_event of {self.name} raised {error!r}") from error
-        _, state_json = self.check_state(new_state)
+        state_json = self._batch_state(draft, new_state, count)
         if not draft.exists:
             draft.create(dict(_IDLE))
         if created:
@@ -55,6 +56,19 @@ class DebounceHandler(KindHandler):
             draft.update(flush_reason="max_events")
             await self.execute(draft)
         return AddResult(created, count, datetime_or_none(draft.alarm_at))
+
+    def _batch_state(self, draft: Draft, state: Any, count: int) -> str:
+        try:
+            return self.check_state(state)[1]
+        except PayloadTooLarge as error:
+            way_out = "flush it first, lower max_events, or keep less per event in the state"
+            if count == 0:
+                way_out = "keep less per event in the state"
+            raise ValidationError(
+                f"invalid event of {self.name}: the state of batch {draft.instance_id} would "
+                f"be {error.size} bytes with it, over the limit of {MAX_PAYLOAD_BYTES}; "
+                f"the event was not added and the batch keeps its {count} events: {way_out}"
+            ) from error
 
     async def flush(self, draft: Draft) -> FlushResult:
         if not draft.exists or not draft.meta.get("event_count"):
