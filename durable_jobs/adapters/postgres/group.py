@@ -9,11 +9,12 @@ one WAL flush serve many commits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from typing import Any, Generic, TypeVar
+
+from ..answers import answer
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,25 +27,8 @@ class _Waiting(Generic[T, R]):
         self.item, self.loop, self.future = item, loop, future
 
 
-def settle(answers: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    """Resolve each future with its outcome: a result, or an exception to raise."""
-    for future, outcome in answers:
-        if future.done():  # its caller gave up
-            continue
-        if isinstance(outcome, BaseException):
-            future.set_exception(outcome)
-        else:
-            future.set_result(outcome)
-
-
 def _answer(batch: Sequence[_Waiting[Any, Any]], outcomes: Sequence[Any]) -> None:
-    """Hand each outcome to its caller's loop: one wake-up per loop, not per caller."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
-    for waiting, outcome in zip(batch, outcomes, strict=True):
-        by_loop.setdefault(waiting.loop, []).append((waiting.future, outcome))
-    for loop, answers in by_loop.items():
-        with contextlib.suppress(RuntimeError):  # that loop has closed
-            loop.call_soon_threadsafe(settle, answers)
+    answer((w.loop, w.future, o) for w, o in zip(batch, outcomes, strict=True))
 
 
 class GroupCommit(Generic[T, R]):

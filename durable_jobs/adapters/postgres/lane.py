@@ -20,8 +20,8 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from ...errors import StorageError
+from ..answers import settle
 from ..forks import pid
-from .group import settle
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -16,12 +16,9 @@ doubt, so every durable write after it fails too, until the store is reopened.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from ...errors import StorageError
 
@@ -138,16 +135,3 @@ class Syncer:
             with self._cond:
                 self._failure = self._failure or "the store was closed"
                 os.close(self._fd)
-
-
-def on_loop(loop: asyncio.AbstractEventLoop, call: Callable[..., Any], *args: Any) -> None:
-    """``call(*args)`` on ``loop``: now if this thread runs it, else at its next turn."""
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        call(*args)
-        return
-    with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits any more
-        loop.call_soon_threadsafe(call, *args)

@@ -33,8 +33,9 @@ from typing import Any
 import attrs
 
 from ...errors import StorageError
+from ..answers import answer
 from ..retry import StorageRetry
-from .syncer import Syncer, on_loop
+from .syncer import Syncer
 
 Write = Callable[[sqlite3.Connection], Any]
 
@@ -55,22 +56,11 @@ class _Pending:
 
 
 def _settle(batch: list[_Pending], results: list[Any], error: BaseException | None) -> None:
-    """Answer every write of a batch, with one wake-up per event loop."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Pending, Any]]] = {}
-    for item, result in zip(batch, results, strict=True):
-        by_loop.setdefault(item.loop, []).append((item, result))
-
-    def deliver(answers: list[tuple[_Pending, Any]]) -> None:
-        for item, result in answers:
-            if item.future.done():
-                continue
-            if error is not None:
-                item.future.set_exception(error)
-            else:
-                item.future.set_result(result)
-
-    for loop, answers in by_loop.items():
-        on_loop(loop, deliver, answers)
+    """Answer every write of a batch: its result, or ``error`` for all of them."""
+    answer(
+        (i.loop, i.future, r if error is None else error)
+        for i, r in zip(batch, results, strict=True)
+    )
 
 
 class _Connection:
