@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import weakref
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
 from ..adapters.url import open_store, storage_url
-from ..errors import DefinitionError, JobNotFoundError
+from ..errors import DefinitionError
 from ..jobs.definitions import Continuous, Debounce, JobDefinition, Task
 from ..jobs.durations import Duration, parse_duration
 from .client import JobsClient
 from .clock import SystemClock
-from .events import EventBus, JobEvent
+from .events import EventBus
 from .runtime import JobsRuntime
-
-if TYPE_CHECKING:
-    from .sync_client import SyncJobsClient
-    from .tracker import HttpTracker
-    from .worker import Worker
+from .runtimes import Runtimes, Settings
+from .sync_client import SyncJobsClient
+from .tracker import HttpTracker
+from .worker import Worker
 
 DEFAULT_LEASE = 30.0
 DEFAULT_CLAIM_WAIT = 30.0
@@ -42,12 +38,7 @@ def _check_recoveries(value: object) -> int:
 
 
 class DurableJobs:
-    """The application: job definitions bound to one store.
-
-    One :class:`JobsRuntime` is made per event loop that uses it; they share the
-    store, and claims keep their calls to one instance apart as they would keep
-    apart two processes.
-    """
+    """The application: job definitions bound to one store, with its clients and workers."""
 
     def __init__(
         self,
@@ -62,79 +53,65 @@ class DurableJobs:
         heartbeat: bool = True,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self.jobs = dict(_check_registry(jobs))
-        self.lease = _positive_seconds("lease", lease)
-        self.claim_wait = _positive_seconds("claim_wait", claim_wait)
-        self.max_recoveries = _check_recoveries(max_recoveries)
-        self._names = {id(job): name for name, job in self.jobs.items()}
+        checked = _check_registry(jobs)
+        settings = Settings(
+            lease=_positive_seconds("lease", lease),
+            claim_wait=_positive_seconds("claim_wait", claim_wait),
+            max_recoveries=_check_recoveries(max_recoveries),
+            heartbeat=heartbeat,
+        )
         if isinstance(storage, tuple):
             self.storage_url = "custom"
-            self.storage, self.scheduler = storage
+            store, scheduler = storage
         else:
             self.storage_url = storage_url(storage)
-            self.storage, self.scheduler = open_store(self.storage_url, **(storage_options or {}))
-        self.clock: Clock = clock or SystemClock()
+            store, scheduler = open_store(self.storage_url, **(storage_options or {}))
         self.events = EventBus()
         self.tracker = tracker
-        self._heartbeat = heartbeat
-        self._runtimes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobsRuntime] = (
-            weakref.WeakKeyDictionary()
+        self.runtimes = Runtimes(
+            checked,
+            storage=store,
+            scheduler=scheduler,
+            clock=clock or SystemClock(),
+            settings=settings,
+            publish=self.events.publish,
+            persist_events=tracker is not None,
         )
-        self._lock = threading.Lock()
-        self._opened = False
-        self.client = JobsClient(self)
+        self.client = JobsClient(self.runtimes)
         self._sync_client: SyncJobsClient | None = None
 
-    def job_name(self, job: object, kind: str) -> str:
-        """The registered name of ``job`` (a definition or a name) of the given kind."""
-        name = job if isinstance(job, str) else self._names.get(id(job))
-        definition = self.jobs.get(name) if name is not None else None
-        if definition is None:
-            known = ", ".join(sorted(self.jobs)) or "none"
-            shown = job if isinstance(job, str) else f"<unregistered {type(job).__name__}>"
-            raise JobNotFoundError(f"no job {shown!r} is registered (registered: {known})")
-        if definition.kind != kind:
-            raise JobNotFoundError(f"job {name!r} is a {definition.kind} job, not a {kind} job")
-        assert name is not None
-        return name
+    @property
+    def jobs(self) -> dict[str, JobDefinition]:
+        return self.runtimes.jobs
+
+    @property
+    def storage(self) -> StorageAdapter:
+        return self.runtimes.storage
+
+    @property
+    def scheduler(self) -> SchedulerAdapter:
+        return self.runtimes.scheduler
+
+    @property
+    def clock(self) -> Clock:
+        return self.runtimes.clock
+
+    @property
+    def lease(self) -> float:
+        return self.runtimes.settings.lease
+
+    @property
+    def claim_wait(self) -> float:
+        return self.runtimes.settings.claim_wait
 
     async def runtime(self) -> JobsRuntime:
         """The runtime of the running event loop, made on first use."""
-        loop = asyncio.get_running_loop()
-        runtime = self._runtimes.get(loop)
-        if runtime is None:
-            if not self._opened:
-                await self.storage.open()
-                self._opened = True
-            with self._lock:
-                runtime = self._runtimes.get(loop)
-                if runtime is None:
-                    runtime = self._runtimes[loop] = self._make_runtime()
-        return runtime
-
-    def _make_runtime(self) -> JobsRuntime:
-        return JobsRuntime(
-            self.jobs,
-            storage=self.storage,
-            scheduler=self.scheduler,
-            clock=self.clock,
-            publish=self._publish,
-            persist_events=self.tracker is not None,
-            lease=self.lease,
-            claim_wait=self.claim_wait,
-            max_recoveries=self.max_recoveries,
-            heartbeat=self._heartbeat,
-        )
-
-    def _publish(self, events: list[JobEvent]) -> None:
-        self.events.publish(events)
+        return await self.runtimes.current()
 
     @property
     def sync_client(self) -> SyncJobsClient:
         """The same client, blocking, for code without an event loop."""
         if self._sync_client is None:
-            from .sync_client import SyncJobsClient
-
             self._sync_client = SyncJobsClient(self.client)
         return self._sync_client
 
@@ -142,20 +119,19 @@ class DurableJobs:
         self, concurrency: int = 16, *, poll_interval: float = 1.0, grace: float = 30.0
     ) -> Worker:
         """An alarm dispatcher for this process: ``async with jobs.worker(): ...``."""
-        from .worker import Worker
-
-        return Worker(self, concurrency=concurrency, poll_interval=poll_interval, grace=grace)
+        return Worker(
+            self.runtimes,
+            tracker=self.tracker,
+            concurrency=concurrency,
+            poll_interval=poll_interval,
+            grace=grace,
+        )
 
     async def aclose(self) -> None:
         """Release this loop's claims and close the store."""
-        runtime = self._runtimes.pop(asyncio.get_running_loop(), None)
-        if runtime is not None:
-            await runtime.close()
         if self._sync_client is not None:
             self._sync_client.close()
-        if not self._runtimes:
-            await self.storage.close()
-            self._opened = False
+        await self.runtimes.close_current()
 
 
 def _check_registry(jobs: Mapping[str, JobDefinition]) -> Mapping[str, JobDefinition]:

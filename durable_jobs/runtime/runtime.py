@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import structlog
 
@@ -16,8 +16,6 @@ from .codec import Codec
 from .draft import Draft
 from .events import JobEvent
 from .handlers import HANDLERS, KindHandler
-from .ids import check_id
-from .jsonfast import load_object
 from .shell import InstanceShell, Target
 
 T = TypeVar("T")
@@ -65,17 +63,17 @@ class JobsRuntime:
             heartbeat=heartbeat,
         )
 
-    async def run(
-        self, handler: KindHandler, key: str, operation: Callable[[Draft], Awaitable[T]]
-    ) -> T:
+    async def run(self, target: Target, operation: Callable[[Draft], Awaitable[T]]) -> T:
         """Apply ``operation`` to one instance under its claim and commit it."""
-        target = Target(handler.instance_id(key), handler.kind, handler.name, key)
         return await self.shell.call(target, operation)
 
-    async def read(self, handler: KindHandler, key: str) -> tuple[InstanceRecord | None, Any]:
-        """The last committed record and its counters, without waiting for any claim."""
-        record = await self.storage.read(handler.instance_id(check_id(key)))
-        return record, (load_object(record.meta, record.instance_id, record.kind) if record else {})
+    async def read(self, handler: KindHandler, key: str) -> InstanceRecord | None:
+        """The last committed record, without waiting for any claim; ``ValidationError``
+        if its counters are damaged (SEMANTICS 6)."""
+        record = await self.storage.read(handler.instance_id(key))
+        if record is not None:
+            handler.counters(record)
+        return record
 
     async def claim_due(self, limit: int) -> list[Claim]:
         """Claim up to ``limit`` due alarms of this runtime's jobs (SEMANTICS 13)."""

@@ -21,7 +21,7 @@ import structlog
 
 from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
 from ..adapters.records import Claim, Commit, InstanceRecord
-from ..errors import InvalidStateError, StorageError
+from ..errors import DuplicateEventError, InvalidStateError, StorageError
 from .draft import Draft
 from .events import JobEvent
 from .threads import HandlerAbandoned
@@ -59,10 +59,13 @@ def _refuse_own_call(instance_id: str) -> None:
 
 @attrs.frozen
 class Target:
+    """The instance a call is for, and the idempotency key of the event it brings."""
+
     instance_id: str
     kind: str
     job_name: str
     key: str
+    idempotency_key: str | None = None
 
 
 class _Activation:
@@ -177,6 +180,8 @@ class InstanceShell:
                 record=activation.record,
                 now=self.clock.now(),
             )
+            if target.idempotency_key is not None:
+                await self._refuse_duplicate(draft, target.idempotency_key)
             result = await operation(draft)
         except BaseException as exc:
             if isinstance(exc, HandlerAbandoned) or (
@@ -223,6 +228,15 @@ class InstanceShell:
         if draft.events:
             self._publish(draft.events)
         return result
+
+    async def _refuse_duplicate(self, draft: Draft, key: str) -> None:
+        """Refuse an event whose idempotency key the instance already applied; else
+        have the commit record the key."""
+        if draft.exists and await self.storage.has_idempotency_key(draft.instance_id, key):
+            raise DuplicateEventError(
+                f"event with idempotency key {key!r} was already applied to {draft.instance_id}"
+            )
+        draft.idempotency_key = key
 
     async def _let_go(self, activation: _Activation) -> None:
         if activation.claim is not None and activation.users == 1:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from typing import TYPE_CHECKING
 
 import structlog
 
 from ..adapters.records import Claim
 from ..errors import DurableJobsError
 from .runtime import JobsRuntime
-
-if TYPE_CHECKING:
-    from .app import DurableJobs
+from .runtimes import Runtimes
+from .tracker import HttpTracker
 
 log = structlog.get_logger("durable_jobs.worker")
 
@@ -32,11 +30,18 @@ class Worker:
     """
 
     def __init__(
-        self, app: DurableJobs, *, concurrency: int, poll_interval: float, grace: float
+        self,
+        runtimes: Runtimes,
+        *,
+        tracker: HttpTracker | None = None,
+        concurrency: int,
+        poll_interval: float,
+        grace: float,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"invalid concurrency {concurrency!r}: must be at least 1")
-        self.app = app
+        self.runtimes = runtimes
+        self.tracker = tracker
         self.concurrency = concurrency
         self.poll_interval = poll_interval
         self.grace = grace
@@ -55,11 +60,11 @@ class Worker:
         await self.stop()
 
     async def start(self) -> None:
-        runtime = await self.app.runtime()
+        runtime = await self.runtimes.current()
         loop = asyncio.get_running_loop()
         self._main = loop.create_task(self._run(runtime))
-        if self.app.tracker is not None:
-            self._tracker = loop.create_task(self.app.tracker.run(self.app.storage))
+        if self.tracker is not None:
+            self._tracker = loop.create_task(self.tracker.run(self.runtimes.storage))
 
     def install_signal_handlers(self) -> None:
         """Stop gracefully on SIGTERM and SIGINT."""
@@ -126,7 +131,7 @@ class Worker:
                 waiters[0].cancel()
                 await asyncio.gather(waiters[0], return_exceptions=True)
                 return
-            waiters.append(asyncio.ensure_future(self.app.scheduler.wait_for_alarm(timeout)))
+            waiters.append(asyncio.ensure_future(self.runtimes.scheduler.wait_for_alarm(timeout)))
         _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         for waiter in pending:
             waiter.cancel()
@@ -141,7 +146,7 @@ class Worker:
             return self.poll_interval
         if next_at is None:
             return self.poll_interval
-        return min(self.poll_interval, next_at - self.app.clock.now())
+        return min(self.poll_interval, next_at - self.runtimes.clock.now())
 
     async def _drain(self, runtime: JobsRuntime) -> None:
         if self._running:
@@ -160,8 +165,8 @@ class Worker:
                     log.warning("worker.abandoned_threads", abandoned=len(stuck))
                 await asyncio.gather(*late, return_exceptions=True)
         await runtime.shell.close()
-        if self._tracker is not None and self.app.tracker is not None:
+        if self._tracker is not None and self.tracker is not None:
             self._tracker.cancel()
             await asyncio.gather(self._tracker, return_exceptions=True)
             with contextlib.suppress(DurableJobsError):
-                await self.app.tracker.ship(self.app.storage)
+                await self.tracker.ship(self.runtimes.storage)

@@ -12,14 +12,15 @@ from typing import Any
 import structlog
 
 from ...adapters.protocols import StorageAdapter
-from ...adapters.records import DeadLetterRecord
-from ...errors import DuplicateEventError
+from ...adapters.records import DeadLetterRecord, InstanceRecord
 from ...jobs.definitions import log_level
 from ...jobs.retry import Retry
 from ..clock import to_datetime
 from ..codec import Codec
 from ..draft import Draft
+from ..jsonfast import load_object
 from ..results import TerminateResult, TriggerResult
+from ..shell import Target
 from ..threads import HandlerThreads, outlive
 
 THREADS = HandlerThreads()
@@ -78,6 +79,18 @@ class KindHandler:
 
     def instance_id(self, key: str) -> str:
         return f"{self.kind}:{self.name}:{key}"
+
+    def target(self, key: str, idempotency_key: str | None = None) -> Target:
+        """Instance ``key`` of this job, as the shell addresses it."""
+        return Target(self.instance_id(key), self.kind, self.name, key, idempotency_key)
+
+    def check_event(self, event: object) -> Any:
+        """``event`` validated against the job's event schema, canonical."""
+        raise NotImplementedError(f"{self.kind} jobs take no events")
+
+    def counters(self, record: InstanceRecord) -> dict[str, Any]:
+        """The kind's counters stored with ``record``."""
+        return load_object(record.meta, record.instance_id, self.kind)
 
     def check_state(self, value: object) -> tuple[Any, str]:
         return self.codec.coerce(value, self.definition.state, f"state of {self.name}")
@@ -167,18 +180,6 @@ class KindHandler:
         draft.delete()
         draft.emit("job.terminated", reason=reason)
         self.log.info("job.terminated", instance_id=draft.instance_id, reason=reason)
-
-    async def check_duplicate(self, draft: Draft, key: str | None) -> None:
-        """Refuse an event whose idempotency key this instance already applied."""
-        if (
-            key is not None
-            and draft.exists
-            and await self.storage.has_idempotency_key(draft.instance_id, key)
-        ):
-            raise DuplicateEventError(
-                f"event with idempotency key {key!r} was already applied to {draft.instance_id}"
-            )
-        draft.idempotency_key = key
 
     def executed(self, draft: Draft, **fields: Any) -> None:
         draft.emit("job.executed", **fields)

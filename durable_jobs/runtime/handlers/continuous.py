@@ -66,9 +66,10 @@ class ContinuousHandler(KindHandler):
     def _status(alarm_at: float | None) -> Any:
         return "running" if alarm_at is not None else "stopped"
 
-    def status(self, record: InstanceRecord | None, meta: dict[str, Any]) -> ContinuousStatus:
+    def status(self, record: InstanceRecord | None) -> ContinuousStatus:
         if record is None:
             return ContinuousStatus("not_found")
+        meta = self.counters(record)
         return ContinuousStatus(
             self._status(record.alarm_at), meta["run_count"], datetime_or_none(record.alarm_at)
         )

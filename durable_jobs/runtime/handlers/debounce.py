@@ -23,8 +23,7 @@ class DebounceHandler(KindHandler):
         canonical, _ = self.codec.coerce(event, self.definition.event, f"event of {self.name}")
         return canonical
 
-    async def add(self, draft: Draft, event: Any, idempotency_key: str | None) -> AddResult:
-        await self.check_duplicate(draft, idempotency_key)
+    async def add(self, draft: Draft, event: Any) -> AddResult:
         count = draft.meta.get("event_count", 0) if draft.exists else 0
         created = count == 0
         stored = draft.state
@@ -114,9 +113,10 @@ class DebounceHandler(KindHandler):
         self.executed(draft, event_count=count, flush_reason=reason, attempt=attempt)
         return True
 
-    def status(self, record: InstanceRecord | None, meta: dict[str, Any]) -> DebounceStatus:
+    def status(self, record: InstanceRecord | None) -> DebounceStatus:
         if record is None:
             return DebounceStatus("not_found")
+        meta = self.counters(record)
         count = meta.get("event_count", 0)
         return DebounceStatus(
             "debouncing" if count else "idle", count, datetime_or_none(record.alarm_at)

@@ -71,8 +71,7 @@ class TaskHandler(KindHandler):
             **self.base(draft),
         )
 
-    async def send(self, draft: Draft, event: Any, idempotency_key: str | None) -> SendResult:
-        await self.check_duplicate(draft, idempotency_key)
+    async def send(self, draft: Draft, event: Any) -> SendResult:
         created = not draft.exists
         if created:
             draft.create({"event_count": 0, "execute_count": 0, "attempt": 1})
@@ -161,9 +160,10 @@ class TaskHandler(KindHandler):
             if at is not None:
                 draft.emit("task.scheduled", scheduled_at=to_datetime(at).isoformat())
 
-    def status(self, record: InstanceRecord | None, meta: dict[str, Any]) -> TaskStatus:
+    def status(self, record: InstanceRecord | None) -> TaskStatus:
         if record is None:
             return TaskStatus("not_found")
+        meta = self.counters(record)
         return TaskStatus(
             "active" if record.alarm_at is not None else "idle",
             datetime_or_none(record.alarm_at),

@@ -1,0 +1,114 @@
+"""The jobs bound to one store, and a :class:`JobsRuntime` for each event loop using them.
+
+The client and the worker reach the store through this alone, so neither depends
+on the application object that makes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+
+import attrs
+
+from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
+from ..errors import JobNotFoundError
+from ..jobs.definitions import JobDefinition
+from .events import JobEvent
+from .runtime import JobsRuntime
+
+
+@attrs.frozen(kw_only=True)
+class Settings:
+    """How activations of this store behave (see ``create_durable_jobs``)."""
+
+    lease: float
+    claim_wait: float
+    max_recoveries: int
+    heartbeat: bool = True
+
+
+class Runtimes:
+    """Job definitions bound to one store; one runtime per event loop, made on first use.
+
+    The runtimes of several loops share the store, and claims keep their calls to one
+    instance apart as they would keep apart two processes.
+    """
+
+    def __init__(
+        self,
+        jobs: Mapping[str, JobDefinition],
+        *,
+        storage: StorageAdapter,
+        scheduler: SchedulerAdapter,
+        clock: Clock,
+        settings: Settings,
+        publish: Callable[[list[JobEvent]], None],
+        persist_events: bool,
+    ) -> None:
+        self.jobs = dict(jobs)
+        self.storage = storage
+        self.scheduler = scheduler
+        self.clock = clock
+        self.settings = settings
+        self._names = {id(job): name for name, job in self.jobs.items()}
+        self._publish = publish
+        self._persist_events = persist_events
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobsRuntime] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+        self._opened = False
+
+    def job_name(self, job: object, kind: str) -> str:
+        """The registered name of ``job`` (a definition or a name) of the given kind."""
+        name = job if isinstance(job, str) else self._names.get(id(job))
+        definition = self.jobs.get(name) if name is not None else None
+        if definition is None:
+            known = ", ".join(sorted(self.jobs)) or "none"
+            shown = job if isinstance(job, str) else f"<unregistered {type(job).__name__}>"
+            raise JobNotFoundError(f"no job {shown!r} is registered (registered: {known})")
+        if definition.kind != kind:
+            raise JobNotFoundError(f"job {name!r} is a {definition.kind} job, not a {kind} job")
+        assert name is not None
+        return name
+
+    async def current(self) -> JobsRuntime:
+        """The runtime of the running event loop, made on first use."""
+        loop = asyncio.get_running_loop()
+        runtime = self._by_loop.get(loop)
+        if runtime is None:
+            if not self._opened:
+                await self.storage.open()
+                self._opened = True
+            with self._lock:
+                runtime = self._by_loop.get(loop)
+                if runtime is None:
+                    runtime = self._by_loop[loop] = self._make()
+        return runtime
+
+    def _make(self) -> JobsRuntime:
+        settings = self.settings
+        return JobsRuntime(
+            self.jobs,
+            storage=self.storage,
+            scheduler=self.scheduler,
+            clock=self.clock,
+            publish=self._publish,
+            persist_events=self._persist_events,
+            lease=settings.lease,
+            claim_wait=settings.claim_wait,
+            max_recoveries=settings.max_recoveries,
+            heartbeat=settings.heartbeat,
+        )
+
+    async def close_current(self) -> None:
+        """Release the running loop's claims; close the store once no loop uses it."""
+        runtime = self._by_loop.pop(asyncio.get_running_loop(), None)
+        if runtime is not None:
+            await runtime.close()
+        if not self._by_loop:
+            await self.storage.close()
+            self._opened = False
