@@ -13,6 +13,7 @@ from typing import Any
 import attrs
 import pytest
 
+from durable_jobs import create_durable_jobs
 from tests.apps.counter import Bump, counter
 from tests.conftest import DSN, drop_schema, fresh_schema, needs_postgres
 from tests.processes import (
@@ -105,6 +106,26 @@ def test_a_handler_that_blocks_never_holds_other_processes_writes(
     producer.wait()
     states = [client.get_state(f"other-{n}").state for n in range(3)]
     assert [s.events if s else None for s in states] == [1, 1, 1]
+
+
+def test_a_worker_stops_on_time_past_a_plain_handler_that_will_not_end(
+    shared: Shared, tmp_path: Path
+) -> None:
+    """SIGTERM: the grace, two seconds for the cancelled calls, then the stuck thread is
+    abandoned with its claim, which expires; the process exits at once (it waited for
+    the thread's 600 s before)."""
+    from tests.apps.counter import blocking
+
+    options = {"schema": shared.schema} if shared.schema else {}
+    app = create_durable_jobs({"blocking": blocking}, storage=shared.url, **options)
+    app.sync_client.task(blocking).send("b", Bump(schedule=True))
+    worker = start_worker(shared.env(tmp_path, lease=30.0), tmp_path / "w.log")
+    wait_until(lambda: any(tmp_path.glob("blocking.*")), "the worker to enter the handler")
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=5 + 2 + 10) == 0  # --grace 5, two seconds more, then exit
+    assert "worker.abandoned_threads" in (tmp_path / "w.log").read_text()
+    assert app.sync_client.task(blocking).status("b").status == "active"  # nothing committed
+    app.sync_client.close()
 
 
 def _entered(scratch: Path, pid: int) -> bool:

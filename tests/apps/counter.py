@@ -100,7 +100,18 @@ async def execute(ctx: TaskContext[Count]) -> None:
 
 counter = Task(state=Count, event=Bump, on_event=on_event, execute=execute)
 
+
+def block_forever(ctx: TaskContext[Count]) -> None:
+    """A plain handler whose thread never ends (until its process does)."""
+    (DIR / f"blocking.{os.getpid()}").touch()
+    time.sleep(600)
+
+
+blocking = Task(state=Count, event=Bump, on_event=on_event, execute=block_forever)
+
 _schema = {"schema": os.environ["DJ_SCHEMA"]} if "DJ_SCHEMA" in os.environ else {}
 jobs = create_durable_jobs(
-    {"counter": counter}, lease=float(os.environ.get("DJ_LEASE", "30")), **_schema
+    {"counter": counter, "blocking": blocking},
+    lease=float(os.environ.get("DJ_LEASE", "30")),
+    **_schema,
 )
