@@ -1,4 +1,5 @@
-"""When a Continuous job runs next: ``every(duration)`` or ``cron(expr, tz)``.
+"""When a Continuous job runs next: ``every(duration)`` at a fixed rate, or
+``cron(expr, tz)``.
 
 Cron is evaluated on local wall-clock times of the schedule's zone and mapped to
 instants the way Vixie cron treats daylight-saving changes:
@@ -26,19 +27,36 @@ _MAX_OFFSET_SWING = timedelta(hours=3)
 
 
 class Schedule(Protocol):
-    """Anything that says when the next run after ``after`` (aware, UTC) is due."""
+    """When runs are due; every time given and returned is aware UTC."""
 
-    def next_after(self, after: datetime) -> datetime: ...
+    def next_after(self, after: datetime) -> datetime:
+        """The first run due after ``after``, for an instance that has not run yet."""
+        ...
+
+    def next_due(self, due: datetime, now: datetime) -> datetime:
+        """The run due after one that was due at ``due`` and started at ``now``."""
+        ...
 
 
 @attrs.frozen
 class Every:
-    """Run every ``interval``, counted from the end of the previous run."""
+    """Run at a fixed rate: each run is due one ``interval`` after the previous one
+    was due, however long that run took or however late it started.
+
+    Runs are due on a grid of ``interval`` steps from the first due time. A run that
+    starts late — its worker was down, or the run before it overran — is the one run
+    for every tick it missed; the next is due at the first tick after it started, so
+    an overrun is followed at once by the next run and missed ticks coalesce.
+    """
 
     interval: timedelta
 
     def next_after(self, after: datetime) -> datetime:
         return after + self.interval
+
+    def next_due(self, due: datetime, now: datetime) -> datetime:
+        # timedelta floor division is exact, so the grid never drifts.
+        return due + ((now - due) // self.interval + 1) * self.interval
 
 
 @attrs.frozen
@@ -62,6 +80,10 @@ class Cron:
             except CroniterBadDateError:
                 found.append(f"cron expression {self.expr!r} never fires")
         return found
+
+    def next_due(self, due: datetime, now: datetime) -> datetime:
+        """Cron times are fixed by the expression: the next one after ``now``."""
+        return self.next_after(now)
 
     @property
     def follows_elapsed_time(self) -> bool:
