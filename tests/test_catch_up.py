@@ -1,6 +1,6 @@
 """No thundering catch-up (SEMANTICS 4): a Continuous instance whose runs were missed
 while no worker ran executes once, then returns to its schedule — the next ``every``
-tick from now, the next cron time after now. Overdue alarms of the other kinds also
+tick after now, the next cron time after now. Overdue alarms of the other kinds also
 fire once."""
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def counting(schedule: object) -> tuple[Continuous[Runs], list[datetime]]:
     return job, runs
 
 
-async def test_missed_every_runs_coalesce_into_one_then_the_schedule_resumes_from_now() -> None:
+async def test_missed_every_runs_coalesce_into_one_then_the_schedule_resumes_on_its_grid() -> None:
     job, runs = counting(every("30 minutes"))
     rt = create_test_runtime({"tick": job}, now=T0)
     await rt.client.continuous(job).start("a", Runs())
@@ -58,13 +58,14 @@ async def test_missed_every_runs_coalesce_into_one_then_the_schedule_resumes_fro
 
     await rt.advance(0)  # a worker is back
     assert runs == [later(hours=5, minutes=7)]  # once, not ten times
+    # every() runs at a fixed rate: the next tick of the grid from 00:30, not now + 30m.
     assert await rt.client.continuous(job).status("a") == ContinuousStatus(
-        "running", 1, later(hours=5, minutes=37)
+        "running", 1, later(hours=5, minutes=30)
     )
     assert await rt.client.continuous(job).get_state("a") == Runs(1)
 
     await rt.advance("1 hour")
-    assert runs[1:] == [later(hours=5, minutes=37), later(hours=6, minutes=7)]
+    assert runs[1:] == [later(hours=5, minutes=30), later(hours=6)]
 
 
 async def test_missed_cron_runs_coalesce_into_one_then_the_next_cron_time() -> None:

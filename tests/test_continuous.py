@@ -167,7 +167,7 @@ async def test_update_state_applies_a_function_to_the_current_state() -> None:
     assert await rt.client.continuous(job).get_state("x") == Tokens("+++", "r")
 
 
-async def test_trigger_runs_now_and_the_schedule_restarts_from_then() -> None:
+async def test_trigger_runs_now_and_leaves_the_schedule_where_it_was() -> None:
     job, seen = refresher()
     rt = create_test_runtime({"token_refresher": job}, now=T0)
     handle = rt.client.continuous(job)
@@ -176,11 +176,10 @@ async def test_trigger_runs_now_and_the_schedule_restarts_from_then() -> None:
 
     assert await handle.trigger("u1") == TriggerResult(True)
     assert [(s.now, s.run_count) for s in seen] == [(T0, 1), (later(minutes=10), 2)]
-    assert await handle.status("u1") == ContinuousStatus("running", 2, later(minutes=40))
+    assert await handle.status("u1") == ContinuousStatus("running", 2, later(minutes=30))
 
-    await rt.advance("30 minutes")
-    assert [s.now for s in seen][-1] == later(minutes=40)
-    assert len(seen) == 3  # the old 00:30 run did not also happen
+    await rt.advance("50 minutes")
+    assert [s.now for s in seen] == [T0, later(minutes=10), later(minutes=30), later(minutes=60)]
 
 
 async def test_trigger_of_an_unknown_instance_does_nothing() -> None:

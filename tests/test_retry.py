@@ -134,10 +134,10 @@ async def test_a_failed_run_is_retried_by_an_alarm_at_now_plus_backoff() -> None
         (later(seconds=3), 1, 3, True),
     ]
     assert await handle.get_state("u1") == Tokens("token-1-3", "rt")
-    # Success resets the attempt and the schedule resumes from the successful run.
-    assert await handle.status("u1") == ContinuousStatus("running", 1, later(seconds=3, minutes=30))
+    # Success resets the attempt; the schedule keeps its grid from the first due time.
+    assert await handle.status("u1") == ContinuousStatus("running", 1, later(minutes=30))
     await rt.advance("30 minutes")
-    assert tries[-1] == (later(seconds=3, minutes=30), 2, 1, False)
+    assert tries[3] == (later(minutes=30), 2, 1, False)
 
 
 async def test_each_failure_emits_job_failed_with_attempt_and_retry_time() -> None:

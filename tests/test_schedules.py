@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import attrs
 import pytest
 
-from durable_jobs import Continuous, ContinuousContext, cron, every
+from durable_jobs import Backoff, Continuous, ContinuousContext, Retry, cron, every
 from durable_jobs.testing import create_test_runtime
 from tests.support import T0
 
@@ -194,9 +194,72 @@ async def test_a_cron_job_started_immediately_runs_at_start_then_on_the_cron_tim
     assert runs == [utc("2026-01-01T08:20"), utc("2026-01-01T12:00")]
 
 
-async def test_every_counts_from_the_previous_run() -> None:
+# -- every: a fixed rate ------------------------------------------------------------------
+
+
+async def test_every_runs_on_a_grid_from_its_first_run() -> None:
     runs = await run_times(every("45 minutes"), T0, timedelta(hours=2), immediately=True)
     assert runs == [T0 + timedelta(minutes=m) for m in (0, 45, 90)]
+
+
+async def test_every_delivered_late_runs_once_and_keeps_its_grid() -> None:
+    runs: list[datetime] = []
+
+    async def record(ctx: ContinuousContext[Nothing]) -> None:
+        runs.append(ctx.now)
+
+    job = Continuous(state=Nothing, schedule=every("10 minutes"), execute=record)
+    rt = create_test_runtime({"job": job}, now=T0)
+    handle = rt.client.continuous(job)
+    await handle.start("a", Nothing())  # due at 00:10, 00:20, 00:30, 00:40, ...
+    rt.app.clock.set((T0 + timedelta(minutes=35)).timestamp())  # no worker ran until 00:35
+
+    await rt.advance(0)
+    assert runs == [T0 + timedelta(minutes=35)]  # 00:10, 00:20 and 00:30 coalesced
+    status = await handle.status("a")
+    assert (status.run_count, status.next_run_at) == (1, T0 + timedelta(minutes=40))
+
+    await rt.advance("15 minutes")
+    assert runs[1:] == [T0 + timedelta(minutes=40), T0 + timedelta(minutes=50)]
+
+
+async def test_every_run_that_overruns_is_followed_at_once_then_back_on_the_grid() -> None:
+    runs: list[datetime] = []
+
+    async def record(ctx: ContinuousContext[Nothing]) -> None:
+        runs.append(ctx.now)
+        if len(runs) == 1:  # the first run takes 25 minutes
+            rt.app.clock.set((ctx.now + timedelta(minutes=25)).timestamp())
+
+    job = Continuous(
+        state=Nothing, schedule=every("10 minutes"), execute=record, start_immediately=True
+    )
+    rt = create_test_runtime({"job": job}, now=T0)
+    await rt.client.continuous(job).start("a", Nothing())
+    await rt.advance("40 minutes")
+    # 00:10 and 00:20 passed during the first run: one run at once, then 00:30.
+    assert runs == [T0 + timedelta(minutes=m) for m in (0, 25, 30, 40)]
+
+
+async def test_every_retry_does_not_shift_the_grid() -> None:
+    runs: list[datetime] = []
+
+    async def flaky(ctx: ContinuousContext[Nothing]) -> None:
+        runs.append(ctx.now)
+        if len(runs) == 1:
+            raise RuntimeError("upstream down")
+
+    job = Continuous(
+        state=Nothing,
+        schedule=every("10 minutes"),
+        execute=flaky,
+        start_immediately=True,
+        retry=Retry(max_attempts=3, delay=Backoff.fixed("3 minutes")),
+    )
+    rt = create_test_runtime({"job": job}, now=T0)
+    await rt.client.continuous(job).start("a", Nothing())
+    await rt.advance("20 minutes")
+    assert runs == [T0 + timedelta(minutes=m) for m in (0, 3, 10, 20)]
 
 
 @pytest.mark.parametrize(

@@ -15,15 +15,23 @@ from .base import KindHandler, datetime_or_none
 class ContinuousHandler(KindHandler):
     kind = "continuous"
 
-    def next_run(self, now: float) -> float:
-        """The next scheduled run after ``now``: missed runs are never caught up."""
+    def first_run(self, now: float) -> float:
         return float(self.definition.schedule.next_after(to_datetime(now)).timestamp())
+
+    def next_run(self, draft: Draft) -> float:
+        """The run due after the one starting now: missed runs are never caught up."""
+        # A retry re-arms the alarm off the schedule, so the due time of the run in
+        # hand is kept in the counters rather than read from the alarm.
+        due = draft.meta.get("due_at", draft.alarm_at)
+        now = to_datetime(draft.now)
+        due_at = now if due is None else to_datetime(due)
+        return float(self.definition.schedule.next_due(due_at, now).timestamp())
 
     async def start(self, draft: Draft, state_json: str) -> StartResult:
         if draft.exists:
             return StartResult(False, draft.instance_id, self._status(draft.alarm_at))
-        first = draft.now if self.definition.start_immediately else self.next_run(draft.now)
-        draft.create({"run_count": 0, "attempt": 1})
+        first = draft.now if self.definition.start_immediately else self.first_run(draft.now)
+        draft.create({"run_count": 0, "attempt": 1, "due_at": first})
         draft.update(state=state_json, alarm_at=first)
         draft.emit("job.started", next_run_at=to_datetime(first).isoformat())
         return StartResult(True, draft.instance_id, "running")
@@ -54,13 +62,16 @@ class ContinuousHandler(KindHandler):
                 return
             # Without a retry policy a failed run is recorded and the schedule goes on,
             # the way cron and Celery beat treat a failing periodic task.
-            draft.update(alarm_at=self.next_run(draft.now), run_count=run_count, attempt=1)
+            self.reschedule(draft, run_count)
             return
         state = ctx.state_json if ctx.state_json is not None else draft.state
-        next_run = self.next_run(draft.now)
-        draft.update(state=state, alarm_at=next_run, run_count=run_count, attempt=1)
+        self.reschedule(draft, run_count, state=state)
         draft.meta.pop("last_error", None)
         self.executed(draft, run_count=run_count, attempt=attempt)
+
+    def reschedule(self, draft: Draft, run_count: int, **changes: Any) -> None:
+        next_run = self.next_run(draft)
+        draft.update(alarm_at=next_run, due_at=next_run, run_count=run_count, attempt=1, **changes)
 
     @staticmethod
     def _status(alarm_at: float | None) -> Any:
