@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -183,3 +184,41 @@ async def test_a_handler_may_call_another_instance_whose_alarm_is_due_too() -> N
     await asyncio.wait_for(rt.advance(0), 10)
     state = await rt.client.task(job).get_state("b")
     assert state.state == Seen(2)
+
+
+async def test_a_handler_that_reschedules_with_no_delay_is_stopped_naming_the_instance() -> None:
+    async def again(ctx: TaskContext[Any]) -> None:
+        ctx.schedule(ctx.now)
+
+    async def start(event: Any, ctx: TaskContext[Any]) -> None:
+        ctx.schedule(ctx.now)
+
+    @attrs.frozen
+    class Go:
+        pass
+
+    job = Task(state=Go, event=Go, on_event=start, execute=again)
+    rt = create_test_runtime({"job": job}, now=T0)
+    await rt.client.task(job).send("loop", Go())
+    with pytest.raises(RuntimeError, match="task:job:loop was delivered 10000 times at"):
+        await rt.advance("1 second")
+
+
+async def test_many_instances_due_at_one_time_are_all_delivered() -> None:
+    """The loop guard counts one instance's deliveries, not everyone's at that time."""
+
+    @attrs.frozen
+    class Go:
+        pass
+
+    async def start(event: Any, ctx: TaskContext[Any]) -> None:
+        ctx.schedule("1 minute")
+
+    async def done(ctx: TaskContext[Any]) -> None:
+        return None
+
+    job = Task(state=Go, event=Go, on_event=start, execute=done)
+    rt = create_test_runtime({"job": job}, now=T0)
+    for n in range(10_050):
+        await rt.client.task(job).send(f"i{n}", Go())
+    assert await rt.advance("1 minute") == 10_050
