@@ -4,6 +4,7 @@
     python bench/compare.py 9c839ab                   # that commit against this working tree
     python bench/compare.py 9c839ab HEAD sqlite       # two commits, the SQLite suite only
     python bench/compare.py --rounds 2 HEAD~3 HEAD memory
+    python bench/compare.py bench/results/2026-12-07-9c839ab.txt sqlite   # a saved run
 
 A revision is anything ``git rev-parse`` takes; AFTER defaults to this working tree as it
 is, uncommitted changes included (also spelt ``.``). Each revision is exported with
@@ -21,6 +22,9 @@ side has shows "—" on the other. The ratio is after/before: above 1 is better 
 below 1 for s, ms and MiB. "ref" is the same ratio for the other library's column
 (Huey, Procrastinate), whose code is the same on both sides: how far the machine alone
 moved the figures. Both runs' full output goes to stderr as it comes, the table to stdout.
+
+BEFORE may also be a file holding the output of an earlier ``make bench`` (bench/results/):
+its rows stand for BEFORE and only AFTER runs, so "ref" then shows how the machine differs.
 """
 
 from __future__ import annotations
@@ -95,6 +99,19 @@ def parse(suite: str, lines: list[str]) -> list[Row]:
         elif table is not None:
             rows += parse_row(suite, table, line)
     return rows
+
+
+def parse_saved(path: Path, suites: list[str]) -> list[Row]:
+    """The rows of ``suites`` in the saved output of a whole run, whose suites each
+    begin with a line "# NAME suite"."""
+    by_suite: dict[str, list[str]] = {}
+    suite = None
+    for line in path.read_text().splitlines():
+        if m := re.match(r"^# (\w+) suite\b", line):
+            suite = m[1]
+        if suite is not None:
+            by_suite.setdefault(suite, []).append(line)
+    return [row for suite in suites for row in parse(suite, by_suite.get(suite, []))]
 
 
 def parse_row(suite: str, table: str, line: str) -> list[Row]:
@@ -275,18 +292,29 @@ def arguments() -> tuple[str, str, list[str], int]:
 
 def main() -> None:
     before_spec, after_spec, suites, rounds = arguments()
+    saved = Path(before_spec)
     with tempfile.TemporaryDirectory(prefix="djcompare-") as directory:
         revisions = []
         for label, spec in (("before", before_spec), ("after", after_spec)):
             revision = Revision(label, spec)
+            if label == "before" and saved.is_file():
+                revisions.append(revision)
+                continue
             (Path(directory) / label).mkdir()
             export(revision, Path(directory) / label)
             revisions.append(revision)
         before, after = revisions
         runs: dict[str, list[list[Row]]] = {"before": [], "after": []}
-        for revision, rows in rounds_of(before, after, suites, rounds):
-            runs[revision.label].append(rows)
-        print(f"# before: {before.describe()}; after: {after.describe()}")
+        if saved.is_file():
+            runs["before"].append(parse_saved(saved, suites))
+            for _ in range(rounds):
+                for suite in suites:
+                    runs["after"].append(run_suite(after, suite))
+        else:
+            for revision, rows in rounds_of(before, after, suites, rounds):
+                runs[revision.label].append(rows)
+        shown = f"saved run {saved}" if saved.is_file() else before.describe()
+        print(f"# before: {shown}; after: {after.describe()}")
         print(f"# suites {', '.join(suites)}; {rounds} round(s), medians over rounds")
         print("# ratio = after/before (/s: higher is better; s, ms, MiB: lower); ref = the")
         print("# same ratio of the other library's figure, whose code did not change")
