@@ -1,6 +1,6 @@
 """durable-jobs on SQLite against Huey's SqliteHuey, both with default settings.
 
-    python bench/sqlite.py                   # the table (about 6 minutes)
+    python bench/sqlite.py                   # the table (about 5 minutes)
     python bench/sqlite.py --profile NAME    # cProfile our side of ingest_seq or ingest_c16
 
 Every run gets a fresh database file in its own temporary directory. Ours: WAL,
