@@ -2,6 +2,8 @@
 
 A suite is a module next to this file with a ``main()`` that prints its table
 (and returns its rows). To add one, write bench/NAME.py and append "NAME".
+bench/compare.py runs the suites of two revisions side by side; bench/results/ keeps
+dated outputs of whole runs to compare against.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """durable-jobs on SQLite against Huey's SqliteHuey, both with default settings.
 
-    python bench/sqlite.py                   # the table (about 6 minutes)
+    python bench/sqlite.py                   # the table (about 5 minutes)
     python bench/sqlite.py --profile NAME    # cProfile our side of ingest_seq or ingest_c16
 
 Every run gets a fresh database file in its own temporary directory. Ours: WAL,
@@ -10,7 +10,15 @@ synchronous=FULL); its consumer is ``huey_consumer sqlite_app.huey`` with defaul
 options (one worker thread) in its own process. Runs of the two sides alternate, so
 that a busy neighbour on the machine slows both alike.
 
+Rows 1 to 3 use the asyncio client and ``async def`` handlers. The rows marked
+"async client"/"sync client" and "async def"/"def" repeat the sequential ingest for each
+pair of client (``jobs.client`` or ``jobs.sync_client``) and handler kind (a plain
+``def`` runs in a thread), on PATHS_N calls; the row marked "def" under executions runs
+``def`` handlers in the worker, whose process has no client. Huey's side is the same
+plain ``def`` task, enqueued from sync code, in each case.
+
 BENCH_RUNS (default 3) sets the runs per ingest and executions measurement,
+BENCH_PATHS_N (default 5000) the calls per run of the client/handler ingest rows,
 BENCH_LATE_RUNS (default 2) the lateness runs, whose samples are pooled, and
 BENCH_SCALE (default 100000) the pending instances of the scale workload.
 """
@@ -50,6 +58,7 @@ from durable_jobs import DurableJobs, create_durable_jobs
 BENCH = Path(__file__).resolve().parent
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))
 SCALE = int(os.environ.get("BENCH_SCALE", "100000"))
+PATHS_N = int(os.environ.get("BENCH_PATHS_N", "5000"))
 INGEST_N, INGEST_IDS, PRODUCERS = 20_000, 1_000, 16
 EXEC_N, EXEC_CONCURRENCY, DEFAULT_CONCURRENCY = 10_000, (16, 64, 256), 16
 LATE_N, LATE_SPREAD, LATE_LEAD = 1_000, 10.0, 2.0
@@ -211,6 +220,29 @@ def produce_with(jobs: DurableJobs, job: Any, events: list[tuple[str, Arm]], n: 
     return asyncio.run(run())
 
 
+def produce_sync(jobs: DurableJobs, job: Any, events: list[tuple[str, Arm]]) -> float:
+    """``produce`` of one producer through ``jobs.sync_client``, from code without a
+    loop; closes ``jobs`` afterwards."""
+    send = jobs.sync_client.task(job).send
+    send("warm-up", Arm())
+    started = time.perf_counter()
+    for key, event in events:
+        send(key, event)
+    seconds = time.perf_counter() - started
+    close_sync(jobs)
+    return seconds
+
+
+def close_sync(jobs: DurableJobs) -> None:
+    """Close ``jobs`` after calls through its sync client only. ``jobs.aclose()`` closes
+    the runtime of the loop it runs on, and the private loop's runtime would otherwise
+    keep that loop, and with it the store's threads, alive."""
+    bridge = jobs.sync_client._bridge
+    if bridge._loop is not None:
+        bridge.run(jobs._runtimes.pop(bridge._loop).close())
+    asyncio.run(jobs.aclose())
+
+
 def huey_produce(call: Callable[[int], object], n: int, threads: int) -> float:
     """``call(i)`` for ``i`` in ``range(n)`` from ``threads`` threads; returns the seconds."""
     call(-1)  # warm-up: opens the connection
@@ -252,22 +284,41 @@ def ingest_ours(producers: int) -> float:
         return INGEST_N / produce_with(jobs, sqlite_app.INGEST, events, producers)
 
 
-def ingest_huey(threads: int) -> float:
+def ingest_huey(threads: int, n: int = INGEST_N) -> float:
     with fresh_dir() as directory:
         _, noop, _ = make_huey(str(directory / "huey.db"))
-        return INGEST_N / huey_produce(noop, INGEST_N, threads)
+        return n / huey_produce(noop, n, threads)
+
+
+# Sequential ingest for each pair of client and handler kind: (client, handler) -> job.
+PATHS = {
+    ("async", "async def"): sqlite_app.INGEST,
+    ("async", "def"): sqlite_app.INGEST_DEF,
+    ("sync", "async def"): sqlite_app.INGEST,
+    ("sync", "def"): sqlite_app.INGEST_DEF,
+}
+
+
+def ingest_path(client: str, handler: str) -> float:
+    events = [(f"id-{i % INGEST_IDS}", Arm()) for i in range(PATHS_N)]
+    job = PATHS[client, handler]
+    with fresh_dir() as directory:
+        jobs = make_jobs(directory / "jobs.db")
+        if client == "sync":
+            return PATHS_N / produce_sync(jobs, job, events)
+        return PATHS_N / produce_with(jobs, job, events, 1)
 
 
 # -- 3. executions --------------------------------------------------------------------
 
 
-def executions_ours(concurrency: int) -> float:
+def executions_ours(concurrency: int, job: Any = sqlite_app.ALARM) -> float:
     with fresh_dir() as directory:
         db = directory / "jobs.db"
         # Setting up is not measured: NORMAL spares its fsyncs (the file is the same).
         jobs = make_jobs(db, synchronous="NORMAL")
         events = [(f"x-{i}", Arm()) for i in range(EXEC_N)]
-        produce_with(jobs, sqlite_app.ALARM, events, SETUP_PRODUCERS)
+        produce_with(jobs, job, events, SETUP_PRODUCERS)
         with remaining_alarms(db) as remaining, our_worker(db, concurrency):
             return watch(remaining, EXEC_N + 1, timeout=300)  # + the warm-up instance
 
@@ -485,6 +536,24 @@ class Table:
                  theirs["rss_full"], "flat", ours["rss_full"] - ours["rss_empty"] < 2)  # fmt: skip
 
 
+def paths(table: Table) -> str:
+    """The sequential ingest rows of each client and handler kind; returns their note."""
+    by_path: dict[tuple[str, str], list[float]] = {path: [] for path in PATHS}
+    huey_runs = []
+    for _ in range(RUNS):
+        huey_runs.append(ingest_huey(1, PATHS_N))
+        for (client, handler), runs in by_path.items():
+            runs.append(ingest_path(client, handler))
+    huey = statistics.median(huey_runs)
+    for (client, handler), runs in by_path.items():
+        ours = statistics.median(runs)
+        name = f"1 ingest seq, {client} client, {handler}, {PATHS_N:,} (n={RUNS})"
+        table.row(name, "/s", ours, huey, "ours >= Huey", ours >= huey)
+    return f"1 by client, handler: Huey {runs_of(huey_runs)}; " + "; ".join(
+        f"{client} {handler}: {runs_of(runs)}" for (client, handler), runs in by_path.items()
+    )
+
+
 def runs_of(values: list[float], fmt: str = ",.0f") -> str:
     return ", ".join(f"{v:{fmt}}" for v in values)
 
@@ -518,21 +587,27 @@ def main() -> list[tuple[str, float, float | None]]:
         ours, huey = med(ours_runs), med(huey_runs)
         table.row(label, "/s", ours, huey, goal, ours >= factor * huey)
         notes.append(f"{label[:1]}: ours {runs_of(ours_runs)}; Huey {runs_of(huey_runs)}")
+    notes.append(paths(table))
 
-    huey_runs, by_c = [], {c: [] for c in EXEC_CONCURRENCY}
+    huey_runs, by_c, def_runs = [], {c: [] for c in EXEC_CONCURRENCY}, []
     for _ in range(RUNS):
         huey_runs.append(executions_huey())
         for concurrency, runs in by_c.items():
             runs.append(executions_ours(concurrency))
+        def_runs.append(executions_ours(DEFAULT_CONCURRENCY, sqlite_app.ALARM_DEF))
     huey = med(huey_runs)
     best = max(by_c, key=lambda c: med(by_c[c]))
     for concurrency, label in ((DEFAULT_CONCURRENCY, "default"), (best, "best")):
         ours = med(by_c[concurrency])
         name = f"3 executions, {EXEC_N:,}, worker c={concurrency} {label} (n={RUNS})"
         table.row(name, "/s", ours, huey, "ours >= 3x Huey", ours >= 3 * huey)
+    ours = med(def_runs)
+    name = f"3 executions, {EXEC_N:,}, c={DEFAULT_CONCURRENCY}, def (n={RUNS})"
+    table.row(name, "/s", ours, huey, "ours >= 3x Huey", ours >= 3 * huey)
     notes.append(
         f"3: Huey {runs_of(huey_runs)}; ours "
         + "; ".join(f"c={c}: {runs_of(runs)}" for c, runs in by_c.items())
+        + f"; c={DEFAULT_CONCURRENCY} def: {runs_of(def_runs)}"
     )
 
     samples: dict[str, list[float]] = {"Huey": [], "in-process": [], "across processes": []}

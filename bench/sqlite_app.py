@@ -41,9 +41,27 @@ async def record(ctx: TaskContext[Late]) -> None:
         ctx.set_state(attrs.evolve(ctx.state, lateness=time.time() - ctx.state.due))
 
 
+# The same jobs with plain ``def`` handlers, which the runtime calls in a thread.
+def nothing_def(*_: object) -> None:
+    return None
+
+
+def arm_def(event: Arm, ctx: TaskContext[Late]) -> None:
+    if event.track:
+        ctx.set_state(Late(event.due))
+    ctx.schedule(event.due or ctx.now)
+
+
+def record_def(ctx: TaskContext[Late]) -> None:
+    if ctx.state is not None:
+        ctx.set_state(attrs.evolve(ctx.state, lateness=time.time() - ctx.state.due))
+
+
 INGEST = Task(state=Arm, event=Arm, on_event=nothing, execute=nothing)
 ALARM = Task(state=Late, event=Arm, on_event=arm, execute=record)
-JOBS = {"ingest": INGEST, "alarm": ALARM}
+INGEST_DEF = Task(state=Arm, event=Arm, on_event=nothing_def, execute=nothing_def)
+ALARM_DEF = Task(state=Late, event=Arm, on_event=arm_def, execute=record_def)
+JOBS = {"ingest": INGEST, "alarm": ALARM, "ingest_def": INGEST_DEF, "alarm_def": ALARM_DEF}
 
 jobs = create_durable_jobs(JOBS)  # sqlite:///… from DURABLE_JOBS_STORAGE
 
