@@ -1,20 +1,14 @@
-"""The PostgreSQL lanes: how the calls an event loop queues are split into statements."""
+"""The PostgreSQL batchers: how the calls an event loop queues are split into batches."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 pytest.importorskip("psycopg")
 
-from durable_jobs.adapters.postgres.lane import SPLIT_FROM, Lane
-
-
-class FakeConnection:
-    closed = False
-    broken = False
+from durable_jobs.adapters.postgres._batch import SPLIT_FROM, Batcher
 
 
 async def test_a_crowd_goes_out_in_two_halves_the_second_before_the_first_is_answered() -> None:
@@ -24,19 +18,16 @@ async def test_a_crowd_goes_out_in_two_halves_the_second_before_the_first_is_ans
     sent: list[tuple[int, int]] = []  # (batch size, callers answered by then)
     answered = 0
 
-    async def apply(items: list[int], conn: Any) -> list[int]:
+    async def send(items: list[int]) -> list[int]:
         sent.append((len(items), answered))
         await asyncio.sleep(0)  # the round trip
         return [item * 10 for item in items]
 
-    async def connect() -> Any:
-        return FakeConnection()
-
-    lane: Lane[int, int] = Lane(asyncio.get_running_loop(), connect, apply, ())
+    batcher: Batcher[int, int] = Batcher(asyncio.get_running_loop(), send, ())
 
     async def caller(item: int) -> int:
         nonlocal answered
-        result = await lane.submit(item)
+        result = await batcher.submit(item)
         answered += 1
         return result
 
@@ -48,13 +39,10 @@ async def test_a_crowd_goes_out_in_two_halves_the_second_before_the_first_is_ans
 async def test_a_few_callers_go_out_together() -> None:
     sizes: list[int] = []
 
-    async def apply(items: list[int], conn: Any) -> list[int]:
+    async def send(items: list[int]) -> list[int]:
         sizes.append(len(items))
         return items
 
-    async def connect() -> Any:
-        return FakeConnection()
-
-    lane: Lane[int, int] = Lane(asyncio.get_running_loop(), connect, apply, ())
-    await asyncio.gather(*(lane.submit(n) for n in range(SPLIT_FROM - 1)))
+    batcher: Batcher[int, int] = Batcher(asyncio.get_running_loop(), send, ())
+    await asyncio.gather(*(batcher.submit(n) for n in range(SPLIT_FROM - 1)))
     assert sizes == [SPLIT_FROM - 1]
