@@ -63,7 +63,7 @@ from sqlite import DAY, IDLE, Child, late_events, load, percentiles, produce, pr
 from sqlite_app import Arm
 
 from durable_jobs import DurableJobs, create_durable_jobs
-from durable_jobs.adapters.postgres.listener import channel_name
+from durable_jobs.adapters.postgres._listener import channel_name
 
 BENCH = Path(__file__).resolve().parent
 DSN = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")

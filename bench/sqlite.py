@@ -234,12 +234,7 @@ def produce_sync(jobs: DurableJobs, job: Any, events: list[tuple[str, Arm]]) -> 
 
 
 def close_sync(jobs: DurableJobs) -> None:
-    """Close ``jobs`` after calls through its sync client only. ``jobs.aclose()`` closes
-    the runtime of the loop it runs on, and the private loop's runtime would otherwise
-    keep that loop, and with it the store's threads, alive."""
-    bridge = jobs.sync_client._bridge
-    if bridge._loop is not None:
-        bridge.run(jobs._runtimes.pop(bridge._loop).close())
+    """Close ``jobs`` after calls through its sync client only."""
     asyncio.run(jobs.aclose())
 
 

@@ -4,7 +4,9 @@ that forwards to the asyncio one, results and errors."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import datetime
+from pathlib import Path
 
 import attrs
 import pytest
@@ -226,3 +228,30 @@ def test_every_error_is_exported_and_a_durable_jobs_error(name: str) -> None:
     error = getattr(durable_jobs, name)
     assert issubclass(error, DurableJobsError)
     assert name in durable_jobs.__all__
+
+
+def test_closing_after_blocking_calls_only_closes_the_store(tmp_path: Path) -> None:
+    """The blocking client's private loop has a runtime of its own: ``aclose`` releases
+    it and closes the store, whose writer thread then ends."""
+    app = create_durable_jobs({"job": _sync_probe_job()}, storage=f"sqlite:///{tmp_path / 'j.db'}")
+    before = set(threading.enumerate())
+    app.sync_client.task("job").send("a", _Probe())
+    writers = [t for t in set(threading.enumerate()) - before if t.name == "durable-jobs-sqlite"]
+    assert len(writers) == 1
+    asyncio.run(app.aclose())
+    assert not writers[0].is_alive()
+
+
+@attrs.frozen
+class _Probe:
+    pass
+
+
+def _sync_probe_job() -> Task[_Probe, _Probe]:
+    async def on_event(event: _Probe, ctx: TaskContext[_Probe]) -> None:
+        ctx.set_state(event)
+
+    async def execute(ctx: TaskContext[_Probe]) -> None:
+        return None
+
+    return Task(state=_Probe, event=_Probe, on_event=on_event, execute=execute)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import re
-import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
@@ -17,7 +15,6 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from durable_jobs.adapters.postgres import PostgresStore
-from durable_jobs.adapters.postgres.schema import LATEST
 from durable_jobs.adapters.records import Claim, Commit
 from durable_jobs.errors import StorageError
 from durable_jobs.testing.conformance import LEASE, T0, claim, put, record
@@ -109,6 +106,9 @@ async def test_a_schema_of_the_first_version_is_migrated_on_open(make: Make, sch
     await first.open()
     await put(first, record(state='"kept"'))
     await first.close()
+    latest = query(
+        sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(schema, "schema_version"))
+    )
     query(sql.SQL("DROP FUNCTION {}").format(sql.Identifier(schema, "claim_many")))
     query(
         sql.SQL("DELETE FROM {} WHERE version > 1").format(sql.Identifier(schema, "schema_version"))
@@ -121,7 +121,7 @@ async def test_a_schema_of_the_first_version_is_migrated_on_open(make: Make, sch
     versions = query(
         sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(schema, "schema_version"))
     )
-    assert versions == [(LATEST,)]
+    assert versions == latest
 
 
 def synchronous_commit_after(statement: sql.Composable) -> str:
@@ -228,7 +228,7 @@ async def test_a_takeover_carries_every_commit_fenced_in_before_it(make: Make) -
 
 
 async def test_claims_asked_together_are_each_fenced_and_read(make: Make) -> None:
-    a = make(max_size=3)  # one claim lane: claims asked together queue into one batch
+    a = make()
     b = make()
     await opened(a, b)
     for n in range(3):
@@ -329,7 +329,7 @@ async def test_terminated_connections_are_survived(make: Make) -> None:
 async def test_one_bad_commit_does_not_sink_the_others(make: Make, with_events: bool) -> None:
     """Commits queued together share a transaction; each is fenced and fails alone.
     Usual commits share one statement; those with outbox events are pipelined."""
-    a = make(max_size=2)  # one commit lane: the others queue up into one batch
+    a = make()
     b = make()
     await opened(a, b)
     held = [await claim(a, f"task:job:{n}") for n in range(20)]
@@ -482,33 +482,31 @@ def test_a_schema_name_postgres_would_cut_is_refused() -> None:
         PostgresStore(DSN, schema="x" * 64)
 
 
-# -- the event loop's own connections ----------------------------------------------
+# -- batches ----------------------------------------------------------------------
 
 
-async def test_claims_and_commits_queued_together_go_out_together_on_the_loop(
-    make: Make,
+def transactions(schema: str, table: str) -> int:
+    """How many transactions wrote the rows of ``table``: the rows a statement writes
+    share its transaction's id."""
+    counted = sql.SQL("SELECT count(DISTINCT xmin::text) FROM {}").format(
+        sql.Identifier(schema, table)
+    )
+    return int(query(counted)[0][0])
+
+
+@pytest.mark.parametrize("with_events", [False, True], ids=["one-statement", "pipelined"])
+async def test_claims_and_commits_queued_together_go_out_together(
+    make: Make, schema: str, with_events: bool
 ) -> None:
     store = make()
     await store.open()
-    batches: list[tuple[str, int, int]] = []
-    for kind in ("_claim_many_async", "_commit_many_async"):
-        apply = getattr(store, kind)
-
-        async def traced(items: list[Any], conn: Any, apply: Any = apply, kind: str = kind) -> Any:
-            batches.append((kind, len(items), threading.get_ident()))
-            return await apply(items, conn)
-
-        setattr(store, kind, traced)
     claims = await asyncio.gather(*(claim(store, f"task:job:{n}") for n in range(30)))
-    applied = await asyncio.gather(
-        *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims)
-    )
+    assert transactions(schema, "claims") <= 2  # 30 calls made at once: one batch, two at most
+    events = ('"e"',) if with_events else ()
+    commits = [Commit(claim=c, record=record(c.instance_id), events=events) for c in claims]
+    applied = await asyncio.gather(*(store.commit(c) for c in commits))
     assert applied == [True] * 30
-    assert {thread for _, _, thread in batches} == {threading.get_ident()}
-    for kind in ("_claim_many_async", "_commit_many_async"):
-        sizes = [size for k, size, _ in batches if k == kind]
-        assert sum(sizes) == 30
-        assert len(sizes) <= 3  # 30 calls made at once: one batch, two at most
+    assert transactions(schema, "instances") <= 2
 
 
 async def test_a_loop_that_ends_closes_its_connections(make: Make) -> None:
@@ -528,21 +526,21 @@ async def test_a_loop_that_ends_closes_its_connections(make: Make) -> None:
     assert await store.read("task:job:elsewhere") is not None
 
 
-async def test_a_drain_cancelled_before_it_began_leaves_the_loop_working(make: Make) -> None:
+async def test_a_shutdown_cancelling_every_task_leaves_the_loop_working(make: Make) -> None:
+    """Every task of the loop cancelled, as a shutdown does, while a commit is queued
+    and the batch that would take it has not begun: later calls still go through."""
     store = make()
     await store.open()
     first = await claim(store, "task:job:a")
-    lanes = store._lanes(store._require())
-    assert lanes is not None
     committing = asyncio.ensure_future(
         store.commit(Commit(claim=first, record=record(first.instance_id)))
     )
     await asyncio.sleep(0)  # the commit is queued; the batch that takes it has not begun
-    drain = lanes.commits._drain_task
-    assert drain is not None
-    drain.cancel()  # as a shutdown that cancels every task would
-    with pytest.raises(asyncio.CancelledError):
-        await committing
+    others = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    assert committing.cancelled()
     second = await claim(store, "task:job:b")
     commit = Commit(claim=second, record=record(second.instance_id))
     assert await asyncio.wait_for(store.commit(commit), 10)
@@ -590,94 +588,3 @@ def waiting_on_a_lock(application_name: str) -> list[int]:
         (application_name,),
     )
     return [pid for (pid,) in found]
-
-
-async def test_a_commit_looks_its_rows_up_by_key_in_any_plan(make: Make, schema: str) -> None:
-    """The plan a prepared commit keeps may date from when the tables were small; it
-    must still find the rows of the batch through their keys, never by reading a
-    whole table, which would make every commit cost as much as the table is large."""
-    store = make()
-    await store.open()
-    ids = [f"task:job:{n:05d}" for n in range(2_000)]
-    tables = {t: sql.Identifier(schema, t) for t in ("instances", "claims")}
-    query(
-        sql.SQL(
-            "INSERT INTO {} (instance_id, kind, job_name, key, state, meta, created_at, "
-            "updated_at) SELECT id, 'task', 'job', id, '{{}}', '{{}}', 0, 0 "
-            "FROM unnest(%s::text[]) id"
-        ).format(tables["instances"]),
-        (ids,),
-    )
-    query(
-        sql.SQL(
-            "INSERT INTO {} (instance_id, owner, token, expires_at) "
-            "SELECT id, 'w', id, 1e12 FROM unnest(%s::text[]) id"
-        ).format(tables["claims"]),
-        (ids,),
-    )
-    numbers: dict[bytes, int] = {}
-
-    def placeholder(name: re.Match[bytes]) -> bytes:
-        return b"$%d" % numbers.setdefault(name[1], len(numbers) + 1)
-
-    prepared = re.sub(rb"%\((\w+)\)[bs]", placeholder, store._q.commit_many)
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.execute(b"PREPARE commit_many AS " + prepared)
-        conn.execute("SET plan_cache_mode = force_generic_plan")  # the plan a lane keeps
-        nulls = sql.SQL(", ").join([sql.NULL] * len(numbers))
-        explain = sql.SQL("EXPLAIN EXECUTE commit_many({})").format(nulls)
-        plan = "\n".join(row[0] for row in conn.execute(explain))
-    assert "Index Scan using instances_pkey" in plan
-    assert "Seq Scan" not in plan, plan
-
-
-async def test_claims_and_commits_look_their_rows_up_by_key_in_any_plan(
-    make: Make, schema: str
-) -> None:
-    """The functions keep the plans of their statements for the session, maybe made
-    while the tables were small: they must still reach rows through their keys."""
-    store = make()
-    await store.open()
-    ids = [f"task:job:{n:05d}" for n in range(2_000)]
-    for table, columns in (
-        ("instances", "id, 'task', 'job', id, '{{}}', '{{}}', 1e12, 0, 0"),
-        ("claims", "id, 'w', id, 0"),
-    ):
-        query(
-            sql.SQL("INSERT INTO {} SELECT " + columns + " FROM unnest(%s::text[]) id").format(
-                sql.Identifier(schema, table)
-            ),
-            (ids,),
-        )
-    plans: list[str] = []
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
-        try:
-            conn.execute("LOAD 'auto_explain'")  # the plans of statements inside functions
-        except psycopg.errors.InsufficientPrivilege:
-            pytest.skip("auto_explain needs a superuser to load it")
-        for setting in (
-            "auto_explain.log_min_duration = 0",
-            "auto_explain.log_nested_statements = on",
-            "client_min_messages = log",
-            "plan_cache_mode = force_generic_plan",
-        ):
-            conn.execute("SET " + setting)
-        claim_many = sql.SQL(
-            "SELECT * FROM {}(ARRAY[%s], ARRAY['new'], ARRAY['w'], ARRAY[1e12::float8], 1)"
-        ).format(sql.Identifier(schema, "claim_many"))
-        (row,) = conn.execute(claim_many, (ids[7],)).fetchall()
-        assert row[:2] == ("new", ids[7])  # the expired claim was taken, the instance read
-        claim_one = sql.SQL("SELECT * FROM {}(%s, 'new', 'w', 1e12, 1)").format(
-            sql.Identifier(schema, "claim_one")
-        )
-        assert conn.execute(claim_one, (ids[8],)).fetchall()[0][:2] == ("new", ids[8])
-        commit_one = sql.SQL(
-            "SELECT * FROM {}(%s, 'new', true, 'task', 'job', %s, NULL, '{{}}', 1e12, 0, 1, "
-            "'key', true, 'channel', 'origin')"
-        ).format(sql.Identifier(schema, "commit_one"))
-        assert conn.execute(commit_one, (ids[8], ids[8])).fetchall() == [(ids[8],)]
-    nested = "\n".join(plan for plan in plans if "Scan" in plan)
-    assert "Index Scan using claims_pkey" in nested, nested
-    assert "Index Scan using instances_pkey" in nested, nested
-    assert "Seq Scan" not in nested, nested

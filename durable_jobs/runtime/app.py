@@ -112,7 +112,7 @@ class DurableJobs:
     def sync_client(self) -> SyncJobsClient:
         """The same client, blocking, for code without an event loop."""
         if self._sync_client is None:
-            self._sync_client = SyncJobsClient(self.client)
+            self._sync_client = SyncJobsClient(self.client, self.runtimes)
         return self._sync_client
 
     def worker(
@@ -131,6 +131,7 @@ class DurableJobs:
         """Release this loop's claims and close the store."""
         if self._sync_client is not None:
             self._sync_client.close()
+            self._sync_client = None
         await self.runtimes.close_current()
 
 

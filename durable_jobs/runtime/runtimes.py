@@ -109,6 +109,6 @@ class Runtimes:
         runtime = self._by_loop.pop(asyncio.get_running_loop(), None)
         if runtime is not None:
             await runtime.close()
-        if not self._by_loop:
-            await self.storage.close()
+        if not self._by_loop and self._opened:
             self._opened = False
+            await self.storage.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, TypeVar, overload
 
 from ..jobs.definitions import Continuous, Debounce, Task
@@ -23,6 +23,7 @@ from .results import (
     TerminateResult,
     TriggerResult,
 )
+from .runtimes import Runtimes
 
 S = TypeVar("S")
 E = TypeVar("E")
@@ -46,11 +47,12 @@ class _Bridge:
                 )
                 self._thread.start()
             loop = self._loop
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+        return _call(loop, coro)
 
-    def close(self) -> None:
-        """Cancel what still runs on the private loop (a claim heartbeat), then close it:
-        a loop that is only stopped leaks its selector and warns when collected."""
+    def close(self, last: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
+        """Run ``last()`` on the private loop, cancel what still runs there (a claim
+        heartbeat), then close it: a loop that is only stopped leaks its selector and
+        warns when collected."""
         with self._lock:
             loop, self._loop = self._loop, None
             thread, self._thread = self._thread, None
@@ -59,10 +61,33 @@ class _Bridge:
         if thread is threading.current_thread():  # closed from a handler on the loop itself
             loop.call_soon(loop.stop)
             return
+        if last is not None:
+            asyncio.run_coroutine_threadsafe(last(), loop).result()
         asyncio.run_coroutine_threadsafe(_cancel_pending(), loop).result()
         loop.call_soon_threadsafe(loop.stop)
         thread.join()
         loop.close()
+
+
+def _call(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]) -> T:
+    """``coro``'s result, run as a task on ``loop`` (in this thread's context, as
+    ``call_soon_threadsafe`` copies it), waited for on a bare lock: lighter than
+    ``run_coroutine_threadsafe``, whose condition variable costs the caller a second
+    wake-up."""
+    finished = threading.Lock()
+    finished.acquire()
+    done: list[asyncio.Task[T]] = []
+
+    def ended(task: asyncio.Task[T]) -> None:
+        done.append(task)
+        finished.release()
+
+    def start() -> None:
+        loop.create_task(coro).add_done_callback(ended)
+
+    loop.call_soon_threadsafe(start)
+    finished.acquire()
+    return done[0].result()
 
 
 async def _cancel_pending() -> None:
@@ -136,8 +161,9 @@ class SyncTaskHandle(Generic[S, E]):
 class SyncJobsClient:
     """The methods of :class:`JobsClient`, blocking."""
 
-    def __init__(self, client: JobsClient) -> None:
+    def __init__(self, client: JobsClient, runtimes: Runtimes) -> None:
         self._client = client
+        self._runtimes = runtimes
         self._bridge = _Bridge()
 
     @overload
@@ -165,4 +191,5 @@ class SyncJobsClient:
         return self._bridge.run(self._client.dead_letter(instance_id))
 
     def close(self) -> None:
-        self._bridge.close()
+        """Release the claims of the private loop's runtime, then stop that loop."""
+        self._bridge.close(self._runtimes.close_current)

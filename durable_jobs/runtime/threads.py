@@ -11,12 +11,13 @@ stopping process alive (SEMANTICS 10).
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextvars
 import queue
 import threading
 from collections.abc import Callable
 from typing import Any
+
+from ..adapters.answers import answer
 
 IDLE_SECONDS = 60.0
 """How long an idle thread waits for work before it ends."""
@@ -28,7 +29,11 @@ class HandlerAbandoned(asyncio.CancelledError):
 
 
 _Work = tuple[
-    concurrent.futures.Future[Any], contextvars.Context, Callable[..., Any], tuple[Any, ...]
+    asyncio.AbstractEventLoop,
+    asyncio.Future[Any],
+    contextvars.Context,
+    Callable[..., Any],
+    tuple[Any, ...],
 ]
 
 
@@ -41,10 +46,12 @@ class HandlerThreads:
         self._lock = threading.Lock()
         self._idle = 0  # threads waiting for work that no submission has counted on yet
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> concurrent.futures.Future[Any]:
-        """Run ``fn(*args)`` on a thread, in a copy of the caller's context."""
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._queue.put((future, contextvars.copy_context(), fn, args))
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        """Run ``fn(*args)`` on a thread, in a copy of the caller's context; the
+        future of the running loop it returns is answered with one wake-up."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((loop, future, contextvars.copy_context(), fn, args))
         with self._lock:
             if self._idle:
                 self._idle -= 1
@@ -55,19 +62,19 @@ class HandlerThreads:
     def _work(self) -> None:
         while True:
             try:
-                future, context, fn, args = self._queue.get(timeout=IDLE_SECONDS)
+                loop, future, context, fn, args = self._queue.get(timeout=IDLE_SECONDS)
             except queue.Empty:
                 with self._lock:
                     if self._idle:  # nobody counts on this thread: let it end
                         self._idle -= 1
                         return
                 continue  # a submission counted on it just now: its work is queued
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(context.run(fn, *args))
-                except BaseException as exc:  # handed to the caller, whatever it is
-                    future.set_exception(exc)
-            del future, context, fn, args  # hold nothing while idle
+            try:
+                outcome = context.run(fn, *args)
+            except BaseException as exc:  # handed to the caller, whatever it is
+                outcome = exc
+            answer([(loop, future, outcome)])
+            del loop, future, context, fn, args, outcome  # hold nothing while idle
             with self._lock:
                 self._idle += 1
 

@@ -2,15 +2,14 @@
 
 The hot path is on the event loop: the claims and the usual commits a loop queues
 together go out as one statement on one of two ``AsyncConnection``s of that loop's
-own (``lane.py``), closed with the loop or the store. Everything else — reads,
+own, closed with the loop or the store (``_batch.py``). Everything else — reads,
 renewals, due alarms, commits that delete or write dead letters or events — runs on a
 blocking ``psycopg_pool.ConnectionPool``, which belongs to no loop, from a small
 executor owned by the store (one thread per pooled connection, so that a thread never
 waits for a connection and user code on the default executor cannot starve storage).
-Calls queued together on that path share a batch too (``group.py``). Why not threads
-for the hot path as well: a thread costs two wake-ups per batch and must win the GIL
-back from a busy event loop to read each answer, which made claims and commits from
-sixteen concurrent producers a third slower than on the loop.
+The commits a loop queues on that path share a batch too, sent from a pool thread, and
+so do a loop's claims and commits where psycopg cannot drive the loop (the Windows
+proactor loop).
 
 Fencing: a claim row holds a fresh token per claim; every statement of a commit
 carries "the claim still holds my token" in its ``WHERE`` after the claim row was
@@ -22,7 +21,7 @@ round trip either way.
 
 Alarms: a commit that leaves its instance with an alarm (or releases the claim of one)
 sends ``pg_notify`` in its transaction; every store on the schema that waits for alarms
-wakes through its ``listener.py`` thread, started by its first wait. Commits made by
+wakes through its ``_listener.py`` thread, started by its first wait. Commits made by
 this store wake its own waiters directly.
 ``wait_for_alarm`` never sleeps longer than ``poll_interval``, so alarms still surface
 where notifications do not arrive (a listener reconnecting, PgBouncer in transaction
@@ -35,7 +34,7 @@ import asyncio
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -51,11 +50,10 @@ from ..records import Claim, Commit, DeadLetterRecord, InstanceRecord, OutboxEnt
 from ..retry import StorageRetry
 from ..tokens import new_token
 from ..wakeup import Wakeup
-from .group import GroupCommit
-from .lane import AsyncConnection, Lane
-from .listener import NAMEDATALEN, Listener, channel_name
-from .queries import Queries, to_record
-from .schema import migrate
+from ._batch import AsyncConnection, Batcher, LoopConnection
+from ._listener import NAMEDATALEN, Listener, channel_name
+from ._queries import Queries, to_record
+from ._schema import migrate
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -92,31 +90,6 @@ def run(pool: Pool, work: Work[T]) -> T:
             raise
 
 
-def together(
-    pool: Pool, work: Callable[[list[T], Connection], list[R]], items: list[T]
-) -> list[R | Exception]:
-    """Outcomes of ``items`` applied by one ``work`` call (on an executor thread).
-
-    A transient fault fails them all, and each caller retries. Any other error (a
-    value the server refuses, an instance claimed twice in one batch) sends each item
-    on its own, so that one bad item does not sink the others of its batch.
-    """
-    try:
-        return list(run(pool, partial(work, items)))
-    except TRANSIENT:
-        raise
-    except psycopg.Error:
-        if len(items) == 1:
-            raise
-    outcomes: list[R | Exception] = []
-    for item in items:
-        try:
-            outcomes.append(run(pool, partial(work, [item]))[0])
-        except psycopg.Error as exc:
-            outcomes.append(exc)
-    return outcomes
-
-
 @attrs.frozen
 class _Ask:
     """One caller's claim, waiting to share a ``claim_many`` call with others."""
@@ -132,15 +105,17 @@ Taken = tuple[bool, InstanceRecord | None]
 
 
 @attrs.frozen
-class _Lanes:
-    """The claims and commits of one event loop, each on a connection of its own."""
+class _Batchers:
+    """The claims and commits of one event loop, each kind in batches of its own."""
 
-    claims: Lane[_Ask, Taken]
-    commits: Lane[Commit, bool]
+    claims: Batcher[_Ask, Taken]
+    commits: Batcher[Commit, bool]  # the usual ones: one statement per batch
+    pipelined: Batcher[Commit, bool]  # the others: one pipelined transaction per batch
 
     def close(self) -> None:
         self.claims.close()
         self.commits.close()
+        self.pipelined.close()
 
 
 @attrs.frozen
@@ -149,19 +124,17 @@ class _Resources:
 
     pool: Pool
     executor: ThreadPoolExecutor
-    group: GroupCommit[Commit, bool]
-    claims: GroupCommit[_Ask, Taken]
     listener: Listener
-    lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Lanes] = attrs.field(
+    batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batchers] = attrs.field(
         factory=weakref.WeakKeyDictionary
     )
-    lanes_lock: threading.Lock = attrs.field(factory=threading.Lock)
+    batchers_lock: threading.Lock = attrs.field(factory=threading.Lock)
 
     def close(self) -> None:
         self.listener.stop()
-        with self.lanes_lock:  # loops on other threads may be adding theirs
-            lanes = list(self.lanes.values())
-        for each in lanes:
+        with self.batchers_lock:  # loops on other threads may be adding theirs
+            batchers = list(self.batchers.values())
+        for each in batchers:
             each.close()
         self.executor.shutdown(wait=True)
         self.pool.close()
@@ -235,13 +208,8 @@ class PostgresStore:
         )
         pool.open(wait=False)
         executor = ThreadPoolExecutor(self._max_size, thread_name_prefix="durable-jobs-pg")
-        # Per kind, one batch in flight while the next gathers: more lanes make smaller
-        # batches, which cost more CPU per call than the parallelism gives back.
-        lanes = max(1, min(2, self._max_size // 3))
-        group = GroupCommit(partial(together, pool, self._commit_batch), executor, lanes=lanes)
-        claims = GroupCommit(partial(together, pool, self._claim_many), executor, lanes=lanes)
         listener = Listener(self._dsn, self._channel, self._origin, self._wakeup)
-        return _Resources(pool, executor, group, claims, listener)
+        return _Resources(pool, executor, listener)
 
     async def close(self) -> None:
         if self._resources is not None:
@@ -281,23 +249,42 @@ class PostgresStore:
         rows = await self._rows("read", self._q.read, {"instance_id": instance_id})
         return to_record(rows[0]) if rows else None
 
-    def _lanes(self, resources: _Resources) -> _Lanes | None:
-        """The running loop's lanes, made on first use; None where psycopg cannot
-        drive the loop (the proactor loop of Windows): its calls take the pool."""
+    def _batchers(self) -> _Batchers:
+        """The running loop's batchers, made on first use."""
+        resources = self._require()
         loop = asyncio.get_running_loop()
-        lanes = resources.lanes.get(loop)
-        if lanes is None:
-            if _PROACTOR is not None and isinstance(loop, _PROACTOR):
-                return None
-            lanes = _Lanes(
-                claims=Lane(loop, self._connect_async, self._claim_many_async, TRANSIENT),
-                commits=Lane(loop, self._connect_async, self._commit_many_async, TRANSIENT),
-            )
-            with resources.lanes_lock:
-                resources.lanes[loop] = lanes
+        batchers = resources.batchers.get(loop)
+        if batchers is None:
+            batchers = self._new_batchers(loop, resources)
+            with resources.batchers_lock:
+                resources.batchers[loop] = batchers
             # A loop that goes away (asyncio.run returning) takes its connections along.
-            weakref.finalize(loop, lanes.close)
-        return lanes
+            weakref.finalize(loop, batchers.close)
+        return batchers
+
+    def _new_batchers(self, loop: asyncio.AbstractEventLoop, resources: _Resources) -> _Batchers:
+        pipelined = _on_pool(loop, resources, self._commit_batch)
+        if _PROACTOR is not None and isinstance(loop, _PROACTOR):  # psycopg cannot drive it
+            claims = _on_pool(loop, resources, self._claim_many)
+            return _Batchers(claims=claims, commits=pipelined, pipelined=pipelined)
+        return _Batchers(
+            claims=self._on_loop(loop, self._claim_many_async),
+            commits=self._on_loop(loop, self._commit_many_async),
+            pipelined=pipelined,
+        )
+
+    def _on_loop(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        apply: Callable[[list[T], AsyncConnection], Awaitable[list[R]]],
+    ) -> Batcher[T, R]:
+        """A batcher sending with ``apply`` on a connection of ``loop``'s own."""
+        conn = LoopConnection(self._connect_async)
+
+        async def send(items: list[T]) -> list[R]:
+            return await conn.run(partial(apply, items))
+
+        return Batcher(loop, send, TRANSIENT, reset=conn.close)
 
     async def _connect_async(self) -> AsyncConnection:
         return await psycopg.AsyncConnection.connect(
@@ -306,10 +293,8 @@ class PostgresStore:
 
     async def claim(self, instance_id: str, owner: str, now: float, until: float) -> Claim | None:
         ask = _Ask(instance_id, owner, new_token(), now, until)
-        resources = self._require()
-        lanes = self._lanes(resources)
-        submit = lanes.claims.submit if lanes is not None else resources.claims.submit
-        taken, record = await self._retry.acall("claim", lambda: submit(ask), TRANSIENT)
+        claims = self._batchers().claims
+        taken, record = await self._retry.acall("claim", lambda: claims.submit(ask), TRANSIENT)
         if not taken:
             return None
         return Claim(
@@ -367,10 +352,9 @@ class PostgresStore:
         self._wakeup.fire()
 
     async def commit(self, commit: Commit) -> bool:
-        resources = self._require()
-        lanes = self._lanes(resources) if _usual([commit]) else None
-        submit = lanes.commits.submit if lanes is not None else resources.group.submit
-        done = await self._retry.acall("commit", lambda: submit(commit), TRANSIENT)
+        batchers = self._batchers()
+        batcher = batchers.commits if _usual([commit]) else batchers.pipelined
+        done = await self._retry.acall("commit", lambda: batcher.submit(commit), TRANSIENT)
         if done and _wakes(commit):
             self._wakeup.fire()
         return done
@@ -537,9 +521,9 @@ class PostgresStore:
         taken: list[TupleRow] = []
         for _ in range(CLAIM_DUE_ROUNDS):
             wanted = params["limit"] - len(taken)
-            # A fresh batch id per statement keeps tokens unique, retries included.
-            batch = {**params, "limit": wanted, "batch": uuid.uuid4().hex}
-            rows = conn.execute(self._q.claim_due, batch).fetchall()
+            # A fresh token prefix per statement keeps tokens unique, retries included.
+            round_params = {**params, "limit": wanted, "prefix": uuid.uuid4().hex}
+            rows = conn.execute(self._q.claim_due, round_params).fetchall()
             taken += [row for row in rows if row[0] is not None]
             if len(rows) < wanted or len(taken) == params["limit"] or all(r[0] for r in rows):
                 break
@@ -562,6 +546,21 @@ class PostgresStore:
     async def wait_for_alarm(self, timeout: float) -> None:
         self._require().listener.start()  # once listening, it wakes this wait at once
         await self._wakeup.wait(min(timeout, self._poll_interval))
+
+
+def _on_pool(
+    loop: asyncio.AbstractEventLoop,
+    resources: _Resources,
+    work: Callable[[list[T], Connection], list[R]],
+) -> Batcher[T, R]:
+    """A batcher sending with ``work`` on a pooled connection, from the store's executor."""
+
+    async def send(items: list[T]) -> list[R]:
+        running = asyncio.get_running_loop()
+        job = partial(run, resources.pool, partial(work, items))
+        return await running.run_in_executor(resources.executor, job)
+
+    return Batcher(loop, send, TRANSIENT)
 
 
 def _seconds(value: float | None) -> float | None:

@@ -120,8 +120,7 @@ class KindHandler:
                 return await fn(*args)
             async with asyncio.timeout(self.timeout):
                 return await fn(*args)
-        thread = asyncio.wrap_future(THREADS.submit(fn, *args))
-        result = await outlive(thread, self.timeout)
+        result = await outlive(THREADS.submit(fn, *args), self.timeout)
         if inspect.isawaitable(result):
             result = await result
         return result

@@ -211,7 +211,7 @@ CLAIM_DUE: LiteralString = """
     ), taken AS (
         INSERT INTO {claims} (instance_id, owner, token, expires_at)
         SELECT instance_id, %(owner)s,
-            %(batch)s || '.' || row_number() OVER (ORDER BY instance_id), %(until)s
+            %(prefix)s || '.' || row_number() OVER (ORDER BY instance_id), %(until)s
         FROM due ORDER BY instance_id
         ON CONFLICT (instance_id) DO UPDATE
             SET owner = EXCLUDED.owner, token = EXCLUDED.token,
