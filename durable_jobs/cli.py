@@ -11,10 +11,13 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
+
 from .adapters.records import InstanceRecord
 from .errors import DurableJobsError
 from .runtime.app import DurableJobs
 from .runtime.clock import to_datetime_or_none
+from .runtime.counters import load_counters
 from .runtime.results import DeadLetter
 
 
@@ -37,12 +40,8 @@ def load_app(path: str) -> DurableJobs:
 
 
 def status_of(record: InstanceRecord) -> str:
-    meta = json.loads(record.meta)
-    if record.kind == "debounce":
-        return "debouncing" if meta.get("event_count") else "idle"
-    if record.kind == "continuous":
-        return "running" if record.alarm_at is not None else "stopped"
-    return "active" if record.alarm_at is not None else "idle"
+    counters = load_counters(record.meta, record.instance_id, record.kind)
+    return counters.status(record.alarm_at)
 
 
 def _row(record: InstanceRecord) -> dict[str, Any]:
@@ -87,7 +86,8 @@ async def _inspect(app: DurableJobs, args: argparse.Namespace) -> str:
     if record is not None:
         found |= _row(record)
         found["state"] = json.loads(record.state) if record.state else None
-        found["counters"] = json.loads(record.meta)
+        counters = load_counters(record.meta, record.instance_id, record.kind)
+        found["counters"] = attrs.asdict(counters)
         found["created_at"] = to_datetime_or_none(record.created_at)
         found["updated_at"] = to_datetime_or_none(record.updated_at)
     found["dead_letter"] = _dead_letter(dead)

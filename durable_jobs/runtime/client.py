@@ -51,7 +51,7 @@ class _Handle(Generic[H]):
     async def _run(
         self,
         id: str,
-        operation: Callable[Concatenate[H, Draft, P], Awaitable[T]],
+        operation: Callable[Concatenate[H, Draft[Any], P], Awaitable[T]],
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
@@ -64,7 +64,7 @@ class _Handle(Generic[H]):
         self,
         id: str,
         idempotency_key: str | None,
-        operation: Callable[[H, Draft, Any], Awaitable[T]],
+        operation: Callable[[H, Draft[Any], Any], Awaitable[T]],
         event: object,
     ) -> T:
         """Apply ``event`` to instance ``id``, once per idempotency key."""

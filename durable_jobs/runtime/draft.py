@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from ..adapters.records import DeadLetterRecord, InstanceRecord
 from .clock import to_datetime
+from .counters import Counters, dump_counters, load_counters
 from .events import JobEvent
-from .jsonfast import dumps, load_object
+
+C = TypeVar("C", bound=Counters)
 
 
-class Draft:
+class Draft(Generic[C]):
     """An instance as a handler call sees and changes it.
 
     Nothing here reaches storage until the shell commits; a call that raises
@@ -18,8 +20,8 @@ class Draft:
     """
 
     __slots__ = (
-        "_meta",
-        "_meta_text",
+        "_counters",
+        "_stored_counters",
         "alarm_at",
         "changed",
         "created_at",
@@ -55,8 +57,8 @@ class Draft:
         self.state: str | None = record.state if record else None
         # Parsed when first read: a call that needs only the state (dead-lettering a
         # poisoned alarm) must not fail on damaged counters.
-        self._meta_text = record.meta if record else None
-        self._meta: dict[str, Any] | None = None if record else {}
+        self._stored_counters = record.meta if record else None
+        self._counters: C | None = None
         self.alarm_at: float | None = record.alarm_at if record else None
         self.created_at = record.created_at if record else now
         self.events: list[JobEvent] = []
@@ -66,29 +68,33 @@ class Draft:
         self.dead_letter: DeadLetterRecord | None = None
 
     @property
-    def meta(self) -> dict[str, Any]:
-        """The kind's counters."""
-        if self._meta is None:
-            assert self._meta_text is not None
-            self._meta = load_object(self._meta_text, self.instance_id, self.kind)
-        return self._meta
+    def counters(self) -> C:
+        """The kind's counters (see ``counters.py``); only of an instance that exists."""
+        if self._counters is None:
+            if self._stored_counters is None:
+                raise RuntimeError(f"{self.instance_id} has no counters: it does not exist")
+            loaded = load_counters(self._stored_counters, self.instance_id, self.kind)
+            self._counters = cast(C, loaded)
+        return self._counters
 
-    @meta.setter
-    def meta(self, value: dict[str, Any]) -> None:
-        self._meta = value
+    @counters.setter
+    def counters(self, value: C) -> None:
+        self._counters = value
 
-    def create(self, meta: dict[str, Any]) -> None:
+    def create(self, counters: C) -> None:
         self.exists = True
         self.created_at = self.now
-        self.meta = meta
+        self.counters = counters
         self.changed = True
 
     def update(self, **changes: Any) -> None:
-        """Set ``state`` / ``alarm_at`` and counters in ``meta`` in one go."""
+        """Set ``state`` / ``alarm_at`` and counters in one go."""
         for name in ("state", "alarm_at"):
             if name in changes:
                 setattr(self, name, changes.pop(name))
-        self.meta.update(changes)
+        counters = self.counters if changes else None
+        for name, value in changes.items():
+            setattr(counters, name, value)  # a name the kind lacks: AttributeError
         self.changed = True
 
     def delete(self) -> None:
@@ -116,7 +122,7 @@ class Draft:
             job_name=self.job_name,
             key=self.key,
             state=self.state,
-            meta=dumps(self.meta),
+            meta=dump_counters(self.counters),
             alarm_at=self.alarm_at,
             created_at=self.created_at,
             updated_at=self.now,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -63,7 +63,7 @@ class JobsRuntime:
             heartbeat=heartbeat,
         )
 
-    async def run(self, target: Target, operation: Callable[[Draft], Awaitable[T]]) -> T:
+    async def run(self, target: Target, operation: Callable[[Draft[Any]], Awaitable[T]]) -> T:
         """Apply ``operation`` to one instance under its claim and commit it."""
         return await self.shell.call(target, operation)
 
@@ -106,7 +106,7 @@ class JobsRuntime:
             return
         await self.shell.call(target, lambda draft: self._alarm(handler, draft), hold_on_error=True)
 
-    async def _alarm(self, handler: KindHandler, draft: Draft) -> None:
+    async def _alarm(self, handler: KindHandler, draft: Draft[Any]) -> None:
         if draft.alarm_at is None or draft.alarm_at > draft.now:
             return  # an earlier call moved or cleared the alarm
         await handler.alarm(draft)

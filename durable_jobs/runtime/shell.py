@@ -14,7 +14,7 @@ import contextlib
 import contextvars
 import uuid
 from collections.abc import Awaitable, Callable, Collection
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 import structlog
@@ -133,7 +133,7 @@ class InstanceShell:
     async def call(
         self,
         target: Target,
-        operation: Callable[[Draft], Awaitable[T]],
+        operation: Callable[[Draft[Any]], Awaitable[T]],
         *,
         hold_on_error: bool = False,
     ) -> T:
@@ -164,7 +164,7 @@ class InstanceShell:
         self,
         target: Target,
         activation: _Activation,
-        operation: Callable[[Draft], Awaitable[T]],
+        operation: Callable[[Draft[Any]], Awaitable[T]],
         hold_on_error: bool,
     ) -> T:
         if activation.claim is None:
@@ -172,7 +172,7 @@ class InstanceShell:
         running = _Running(target.instance_id)
         outer = _running.set((*_running.get(), running))
         try:
-            draft = Draft(
+            draft: Draft[Any] = Draft(
                 instance_id=target.instance_id,
                 kind=target.kind,
                 job_name=target.job_name,
@@ -229,7 +229,7 @@ class InstanceShell:
             self._publish(draft.events)
         return result
 
-    async def _refuse_duplicate(self, draft: Draft, key: str) -> None:
+    async def _refuse_duplicate(self, draft: Draft[Any], key: str) -> None:
         """Refuse an event whose idempotency key the instance already applied; else
         have the commit record the key."""
         if draft.exists and await self.storage.has_idempotency_key(draft.instance_id, key):

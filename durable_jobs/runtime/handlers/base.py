@@ -17,8 +17,8 @@ from ...jobs.definitions import log_level
 from ...jobs.retry import Retry
 from ..clock import to_datetime
 from ..codec import Codec
+from ..counters import Counters, load_counters
 from ..draft import Draft
-from ..jsonfast import load_object
 from ..results import TerminateResult, TriggerResult
 from ..shell import Target
 from ..threads import HandlerThreads, outlive
@@ -57,21 +57,21 @@ class KindHandler:
         ).bind(job_name=name, job_type=self.kind)
         self._awaitable: dict[Callable[..., Any], bool] = {}
 
-    async def alarm(self, draft: Draft) -> None:
+    async def alarm(self, draft: Draft[Any]) -> None:
         """Run the instance's due alarm."""
         raise NotImplementedError
 
-    async def execute(self, draft: Draft) -> Any:
+    async def execute(self, draft: Draft[Any]) -> Any:
         """Run the job's ``execute`` on the instance now, with the failure bookkeeping."""
         raise NotImplementedError
 
-    async def trigger(self, draft: Draft) -> TriggerResult:
+    async def trigger(self, draft: Draft[Any]) -> TriggerResult:
         if not draft.exists:
             return TriggerResult(False)
         await self.execute(draft)
         return TriggerResult(True)
 
-    async def terminate(self, draft: Draft, reason: str | None) -> TerminateResult:
+    async def terminate(self, draft: Draft[Any], reason: str | None) -> TerminateResult:
         if not draft.exists:
             return TerminateResult(False, reason)
         self.terminated(draft, reason)
@@ -88,9 +88,9 @@ class KindHandler:
         """``event`` validated against the job's event schema, canonical."""
         raise NotImplementedError(f"{self.kind} jobs take no events")
 
-    def counters(self, record: InstanceRecord) -> dict[str, Any]:
+    def counters(self, record: InstanceRecord) -> Counters:
         """The kind's counters stored with ``record``."""
-        return load_object(record.meta, record.instance_id, self.kind)
+        return load_counters(record.meta, record.instance_id, self.kind)
 
     def check_state(self, value: object) -> tuple[Any, str]:
         return self.codec.coerce(value, self.definition.state, f"state of {self.name}")
@@ -100,7 +100,7 @@ class KindHandler:
             return None
         return self.codec.decode(text, self.definition.state, f"state of {self.name}")
 
-    def base(self, draft: Draft) -> dict[str, Any]:
+    def base(self, draft: Draft[Any]) -> dict[str, Any]:
         return {
             "instance_id": draft.instance_id,
             "job_name": self.name,
@@ -127,7 +127,7 @@ class KindHandler:
 
     # -- failures ------------------------------------------------------------
 
-    def schedule_retry(self, draft: Draft, error: BaseException, attempt: int) -> bool:
+    def schedule_retry(self, draft: Draft[Any], error: BaseException, attempt: int) -> bool:
         """Re-arm the alarm for the next try if the policy allows; record the failure."""
         will_retry = self.retry is not None and attempt < self.retry.max_attempts
         retry_at = None
@@ -151,7 +151,7 @@ class KindHandler:
         )
         return will_retry
 
-    def give_up(self, draft: Draft, error: BaseException, attempts: int) -> None:
+    def give_up(self, draft: Draft[Any], error: BaseException, attempts: int) -> None:
         """Keep a dead letter of what the instance held, then delete it."""
         draft.dead_letter = DeadLetterRecord(
             instance_id=draft.instance_id,
@@ -170,17 +170,17 @@ class KindHandler:
             attempts=attempts,
         )
 
-    async def poisoned(self, draft: Draft, error: BaseException, recoveries: int) -> None:
+    async def poisoned(self, draft: Draft[Any], error: BaseException, recoveries: int) -> None:
         """Dead-letter an alarm whose activations keep dying (SEMANTICS 14). Reads
         nothing but the stored state's text, which may be what kills them."""
         self.give_up(draft, error, recoveries)
 
-    def terminated(self, draft: Draft, reason: str | None) -> None:
+    def terminated(self, draft: Draft[Any], reason: str | None) -> None:
         draft.delete()
         draft.emit("job.terminated", reason=reason)
         self.log.info("job.terminated", instance_id=draft.instance_id, reason=reason)
 
-    def executed(self, draft: Draft, **fields: Any) -> None:
+    def executed(self, draft: Draft[Any], **fields: Any) -> None:
         draft.emit("job.executed", **fields)
         self.log.debug("job.executed", instance_id=draft.instance_id, **fields)
 

@@ -7,6 +7,7 @@ from typing import Any
 from ...adapters.records import InstanceRecord
 from ...jobs.contexts import ContinuousContext, Terminate
 from ..clock import to_datetime
+from ..counters import ContinuousCounters
 from ..draft import Draft
 from ..results import ContinuousStatus, StartResult
 from .base import KindHandler, datetime_or_none
@@ -18,30 +19,30 @@ class ContinuousHandler(KindHandler):
     def first_run(self, now: float) -> float:
         return float(self.definition.schedule.next_after(to_datetime(now)).timestamp())
 
-    def next_run(self, draft: Draft) -> float:
+    def next_run(self, draft: Draft[ContinuousCounters]) -> float:
         """The run due after the one starting now: missed runs are never caught up."""
         # A retry re-arms the alarm off the schedule, so the due time of the run in
         # hand is kept in the counters rather than read from the alarm.
-        due = draft.meta.get("due_at", draft.alarm_at)
+        due = draft.counters.due_at
+        due = draft.alarm_at if due is None else due
         now = to_datetime(draft.now)
         due_at = now if due is None else to_datetime(due)
         return float(self.definition.schedule.next_due(due_at, now).timestamp())
 
-    async def start(self, draft: Draft, state_json: str) -> StartResult:
+    async def start(self, draft: Draft[ContinuousCounters], state_json: str) -> StartResult:
         if draft.exists:
-            return StartResult(False, draft.instance_id, self._status(draft.alarm_at))
+            return StartResult(False, draft.instance_id, draft.counters.status(draft.alarm_at))
         first = draft.now if self.definition.start_immediately else self.first_run(draft.now)
-        draft.create({"run_count": 0, "attempt": 1, "due_at": first})
+        draft.create(ContinuousCounters(run_count=0, attempt=1, due_at=first))
         draft.update(state=state_json, alarm_at=first)
         draft.emit("job.started", next_run_at=to_datetime(first).isoformat())
         return StartResult(True, draft.instance_id, "running")
 
-    async def alarm(self, draft: Draft) -> None:
+    async def alarm(self, draft: Draft[ContinuousCounters]) -> None:
         await self.execute(draft)
 
-    async def execute(self, draft: Draft) -> None:
-        meta = draft.meta
-        attempt, run_count = meta["attempt"], meta["run_count"] + 1
+    async def execute(self, draft: Draft[ContinuousCounters]) -> None:
+        attempt, run_count = draft.counters.attempt, draft.counters.run_count + 1
         ctx: ContinuousContext[Any] = ContinuousContext(
             state=self.decode_state(draft.state),
             check=self.check_state,
@@ -65,22 +66,20 @@ class ContinuousHandler(KindHandler):
             self.reschedule(draft, run_count)
             return
         state = ctx.state_json if ctx.state_json is not None else draft.state
-        self.reschedule(draft, run_count, state=state)
-        draft.meta.pop("last_error", None)
+        self.reschedule(draft, run_count, state=state, last_error=None)
         self.executed(draft, run_count=run_count, attempt=attempt)
 
-    def reschedule(self, draft: Draft, run_count: int, **changes: Any) -> None:
+    def reschedule(self, draft: Draft[ContinuousCounters], run_count: int, **changes: Any) -> None:
         next_run = self.next_run(draft)
         draft.update(alarm_at=next_run, due_at=next_run, run_count=run_count, attempt=1, **changes)
-
-    @staticmethod
-    def _status(alarm_at: float | None) -> Any:
-        return "running" if alarm_at is not None else "stopped"
 
     def status(self, record: InstanceRecord | None) -> ContinuousStatus:
         if record is None:
             return ContinuousStatus("not_found")
-        meta = self.counters(record)
+        counters = self.counters(record)
+        assert isinstance(counters, ContinuousCounters)
         return ContinuousStatus(
-            self._status(record.alarm_at), meta["run_count"], datetime_or_none(record.alarm_at)
+            counters.status(record.alarm_at),
+            counters.run_count,
+            datetime_or_none(record.alarm_at),
         )

@@ -9,11 +9,12 @@ from ...errors import ExecutionError, ValidationError
 from ...jobs.contexts import DebounceEventContext, DebounceExecuteContext, Terminate
 from ..clock import to_datetime
 from ..codec import MAX_PAYLOAD_BYTES, PayloadTooLarge
+from ..counters import DebounceCounters
 from ..draft import Draft
 from ..results import AddResult, ClearResult, DebounceStatus, FlushResult
 from .base import KindHandler, datetime_or_none
 
-_IDLE = {"event_count": 0, "attempt": 1, "started_at": None, "flush_reason": None}
+_IDLE: dict[str, Any] = {"event_count": 0, "attempt": 1, "started_at": None, "flush_reason": None}
 
 
 class DebounceHandler(KindHandler):
@@ -23,8 +24,8 @@ class DebounceHandler(KindHandler):
         canonical, _ = self.codec.coerce(event, self.definition.event, f"event of {self.name}")
         return canonical
 
-    async def add(self, draft: Draft, event: Any) -> AddResult:
-        count = draft.meta.get("event_count", 0) if draft.exists else 0
+    async def add(self, draft: Draft[DebounceCounters], event: Any) -> AddResult:
+        count = draft.counters.event_count if draft.exists else 0
         created = count == 0
         stored = draft.state
         ctx: DebounceEventContext[Any, Any] = DebounceEventContext(
@@ -43,7 +44,7 @@ class DebounceHandler(KindHandler):
             raise ExecutionError(f"on_event of {self.name} raised {error!r}") from error
         state_json = self._batch_state(draft, new_state, count)
         if not draft.exists:
-            draft.create(dict(_IDLE))
+            draft.create(DebounceCounters(**_IDLE))
         if created:
             flush_at = draft.now + self.definition.flush_after.total_seconds()
             draft.update(alarm_at=flush_at, started_at=draft.now, flush_reason="flush_after")
@@ -56,7 +57,7 @@ class DebounceHandler(KindHandler):
             await self.execute(draft)
         return AddResult(created, count, datetime_or_none(draft.alarm_at))
 
-    def _batch_state(self, draft: Draft, state: Any, count: int) -> str:
+    def _batch_state(self, draft: Draft[DebounceCounters], state: Any, count: int) -> str:
         try:
             return self.check_state(state)[1]
         except PayloadTooLarge as error:
@@ -69,33 +70,36 @@ class DebounceHandler(KindHandler):
                 f"the event was not added and the batch keeps its {count} events: {way_out}"
             ) from error
 
-    async def flush(self, draft: Draft) -> FlushResult:
-        if not draft.exists or not draft.meta.get("event_count"):
+    async def flush(self, draft: Draft[DebounceCounters]) -> FlushResult:
+        if not draft.exists or not draft.counters.event_count:
             return FlushResult(False)
-        draft.meta["flush_reason"] = "manual"
+        draft.update(flush_reason="manual")
         return FlushResult(await self.execute(draft))
 
-    async def clear(self, draft: Draft) -> ClearResult:
-        count = draft.meta.get("event_count", 0) if draft.exists else 0
+    async def clear(self, draft: Draft[DebounceCounters]) -> ClearResult:
+        count = draft.counters.event_count if draft.exists else 0
         if count == 0:
             return ClearResult(False, 0)
         draft.update(state=None, alarm_at=None, **_IDLE)
         return ClearResult(True, count)
 
-    async def alarm(self, draft: Draft) -> None:
-        if not draft.meta.get("event_count"):
+    async def alarm(self, draft: Draft[DebounceCounters]) -> None:
+        if not draft.counters.event_count:
             draft.update(alarm_at=None)
             return
         await self.execute(draft)
 
-    async def execute(self, draft: Draft) -> bool:
-        meta = draft.meta
-        attempt, count, reason = meta["attempt"], meta["event_count"], meta["flush_reason"]
+    async def execute(self, draft: Draft[DebounceCounters]) -> bool:
+        counters = draft.counters
+        attempt, count, reason = counters.attempt, counters.event_count, counters.flush_reason
+        # Set by the batch's first event (and the flush_reason since).
+        assert counters.started_at is not None
+        assert reason is not None
         ctx: DebounceExecuteContext[Any] = DebounceExecuteContext(
             state=self.decode_state(draft.state),
             event_count=count,
             flush_reason=reason,
-            debounce_started_at=to_datetime(meta["started_at"]),
+            debounce_started_at=to_datetime(counters.started_at),
             attempt=attempt,
             **self.base(draft),
         )
@@ -116,8 +120,10 @@ class DebounceHandler(KindHandler):
     def status(self, record: InstanceRecord | None) -> DebounceStatus:
         if record is None:
             return DebounceStatus("not_found")
-        meta = self.counters(record)
-        count = meta.get("event_count", 0)
+        counters = self.counters(record)
+        assert isinstance(counters, DebounceCounters)
         return DebounceStatus(
-            "debouncing" if count else "idle", count, datetime_or_none(record.alarm_at)
+            counters.status(record.alarm_at),
+            counters.event_count,
+            datetime_or_none(record.alarm_at),
         )

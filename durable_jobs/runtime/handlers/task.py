@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
+
 from ...adapters.records import InstanceRecord
 from ...errors import ExecutionError, ValidationError
 from ...jobs.contexts import TaskContext, Terminate
 from ...jobs.durations import parse_duration
 from ..clock import to_datetime
+from ..counters import TaskCounters
 from ..draft import Draft
 from ..results import SendResult, TaskState, TaskStatus
 from .base import KindHandler, datetime_or_none
@@ -37,14 +40,14 @@ def to_instant(when: object, now: datetime) -> datetime:
         raise ValidationError(f"schedule({when!r}): {exc}") from exc
 
 
-def _snapshot(draft: Draft) -> tuple[Any, ...]:
+def _snapshot(draft: Draft[TaskCounters]) -> tuple[Any, ...]:
     """What a handler call may change in the draft, to undo it if the call fails."""
-    return draft.state, draft.alarm_at, dict(draft.meta), len(draft.events)
+    return draft.state, draft.alarm_at, attrs.evolve(draft.counters), len(draft.events)
 
 
-def _restore(draft: Draft, saved: tuple[Any, ...]) -> None:
-    draft.state, draft.alarm_at, meta, emitted = saved
-    draft.meta = dict(meta)
+def _restore(draft: Draft[TaskCounters], saved: tuple[Any, ...]) -> None:
+    draft.state, draft.alarm_at, counters, emitted = saved
+    draft.counters = attrs.evolve(counters)
     del draft.events[emitted:]
 
 
@@ -57,30 +60,32 @@ class TaskHandler(KindHandler):
         canonical, _ = self.codec.coerce(event, cls, f"event of {self.name}")
         return canonical
 
-    def _context(self, draft: Draft, *, first_event: bool = False) -> TaskContext[Any]:
-        meta = draft.meta
+    def _context(
+        self, draft: Draft[TaskCounters], *, first_event: bool = False
+    ) -> TaskContext[Any]:
+        counters = draft.counters
         return TaskContext(
             state=self.decode_state(draft.state),
             check=self.check_state,
             scheduled_at=datetime_or_none(draft.alarm_at),
-            event_count=meta.get("event_count", 0),
-            execute_count=meta.get("execute_count", 0),
+            event_count=counters.event_count,
+            execute_count=counters.execute_count,
             created_at=to_datetime(draft.created_at),
             is_first_event=first_event,
             to_instant=lambda when: to_instant(when, to_datetime(draft.now)),
             **self.base(draft),
         )
 
-    async def send(self, draft: Draft, event: Any) -> SendResult:
+    async def send(self, draft: Draft[TaskCounters], event: Any) -> SendResult:
         created = not draft.exists
         if created:
-            draft.create({"event_count": 0, "execute_count": 0, "attempt": 1})
+            draft.create(TaskCounters(event_count=0, execute_count=0, attempt=1))
             draft.emit("job.started")
         ctx = self._context(draft, first_event=draft.state is None)
         before = _snapshot(draft)
         try:
             await self.invoke(self.definition.on_event, event, ctx)
-            draft.update(event_count=draft.meta["event_count"] + 1)
+            draft.update(event_count=draft.counters.event_count + 1)
             await self._settle(draft, ctx)
         except Terminate as stop:
             self.terminated(draft, stop.reason)
@@ -94,17 +99,17 @@ class TaskHandler(KindHandler):
             await self._on_error(draft, error)
         return SendResult(created, draft.instance_id, datetime_or_none(draft.alarm_at))
 
-    async def alarm(self, draft: Draft) -> None:
+    async def alarm(self, draft: Draft[TaskCounters]) -> None:
         await self.execute(draft)
 
-    async def execute(self, draft: Draft) -> None:
-        attempt = draft.meta.get("attempt", 1)
+    async def execute(self, draft: Draft[TaskCounters]) -> None:
+        attempt = draft.counters.attempt
         draft.update(alarm_at=None)  # the alarm has fired; handlers may set a new one
         ctx = self._context(draft)
         before = _snapshot(draft)
         try:
             await self.invoke(self.definition.execute, ctx)
-            count = draft.meta["execute_count"] + 1
+            count = draft.counters.execute_count + 1
             draft.update(execute_count=count, attempt=1)
             self.executed(draft, execute_count=count, attempt=attempt)
             await self._settle(draft, ctx)
@@ -121,7 +126,7 @@ class TaskHandler(KindHandler):
             draft.update(attempt=1)
             await self._on_error(draft, error)
 
-    async def _on_error(self, draft: Draft, error: Exception) -> None:
+    async def _on_error(self, draft: Draft[TaskCounters], error: Exception) -> None:
         ctx = self._context(draft)
         before = _snapshot(draft)
         try:
@@ -131,9 +136,9 @@ class TaskHandler(KindHandler):
             self.terminated(draft, stop.reason)
         except Exception as second:
             _restore(draft, before)
-            self.give_up(draft, second, draft.meta.get("attempt", 1))
+            self.give_up(draft, second, draft.counters.attempt)
 
-    async def _settle(self, draft: Draft, ctx: TaskContext[Any]) -> None:
+    async def _settle(self, draft: Draft[TaskCounters], ctx: TaskContext[Any]) -> None:
         """Apply a handler's buffered writes, then give ``on_idle`` its turn.
 
         ``on_idle`` is part of the call it follows: if it raises, that call failed,
@@ -151,7 +156,7 @@ class TaskHandler(KindHandler):
                 raise ExecutionError(f"on_idle of {self.name} raised {error!r}") from error
             self._apply(draft, idle)
 
-    def _apply(self, draft: Draft, ctx: TaskContext[Any]) -> None:
+    def _apply(self, draft: Draft[TaskCounters], ctx: TaskContext[Any]) -> None:
         if ctx.state_json is not None:
             draft.update(state=ctx.state_json)
         if ctx.schedule_changed:
@@ -163,11 +168,12 @@ class TaskHandler(KindHandler):
     def status(self, record: InstanceRecord | None) -> TaskStatus:
         if record is None:
             return TaskStatus("not_found")
-        meta = self.counters(record)
+        counters = self.counters(record)
+        assert isinstance(counters, TaskCounters)
         return TaskStatus(
-            "active" if record.alarm_at is not None else "idle",
+            counters.status(record.alarm_at),
             datetime_or_none(record.alarm_at),
-            meta.get("event_count", 0),
+            counters.event_count,
         )
 
     def get_state(self, record: InstanceRecord | None) -> TaskState[Any]:
