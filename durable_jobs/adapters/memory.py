@@ -14,7 +14,7 @@ from .wakeup import Wakeup
 
 
 @attrs.define
-class _Held:
+class _Claimed:
     owner: str
     token: str
     expires_at: float
@@ -32,7 +32,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._instances: dict[str, InstanceRecord] = {}
-        self._claims: dict[str, _Held] = {}
+        self._claims: dict[str, _Claimed] = {}
         self._alarms: list[tuple[float, str]] = []
         self._keys: dict[str, set[str]] = {}
         self._dead: dict[str, DeadLetterRecord] = {}
@@ -59,7 +59,7 @@ class MemoryStore:
         if held is not None and held.expires_at > now:
             return None
         token = f"{next(self._tokens)}"
-        self._claims[instance_id] = _Held(owner, token, until)
+        self._claims[instance_id] = _Claimed(owner, token, until)
         return Claim(
             instance_id=instance_id,
             owner=owner,

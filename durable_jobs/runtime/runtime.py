@@ -104,7 +104,9 @@ class JobsRuntime:
                 target, lambda draft: handler.poisoned(draft, error, claim.recoveries)
             )
             return
-        await self.shell.call(target, lambda draft: self._alarm(handler, draft), hold_on_error=True)
+        await self.shell.call(
+            target, lambda draft: self._alarm(handler, draft), expire_on_error=True
+        )
 
     async def _alarm(self, handler: KindHandler, draft: Draft[Any]) -> None:
         if draft.alarm_at is None or draft.alarm_at > draft.now:

@@ -110,7 +110,7 @@ class InstanceShell:
     async def claim_due(
         self, scheduler: SchedulerAdapter, limit: int, jobs: Collection[str]
     ) -> list[Claim]:
-        """Claim up to ``limit`` due alarms of ``jobs`` and hold their claims here
+        """Claim up to ``limit`` due alarms of ``jobs`` and keep their claims here
         before any caller of this process can queue for those instances."""
         now = self.clock.now()
         claims = await scheduler.claim_due(now, limit, self.owner, now + self.lease, jobs=jobs)
@@ -135,11 +135,11 @@ class InstanceShell:
         target: Target,
         operation: Callable[[Draft[Any]], Awaitable[T]],
         *,
-        hold_on_error: bool = False,
+        expire_on_error: bool = False,
     ) -> T:
         """Run ``operation`` under the instance's claim and commit its draft.
 
-        With ``hold_on_error`` an operation that raises leaves the claim to expire
+        With ``expire_on_error`` an operation that raises leaves the claim to expire
         instead of releasing it, so that a failing alarm is retried after the lease
         rather than at once, over and over.
         """
@@ -148,7 +148,7 @@ class InstanceShell:
         activation.users += 1
         try:
             async with activation.lock:
-                return await self._run(target, activation, operation, hold_on_error)
+                return await self._run(target, activation, operation, expire_on_error)
         finally:
             activation.users -= 1
             if activation.users == 0 and activation.claim is None:
@@ -165,7 +165,7 @@ class InstanceShell:
         target: Target,
         activation: _Activation,
         operation: Callable[[Draft[Any]], Awaitable[T]],
-        hold_on_error: bool,
+        expire_on_error: bool,
     ) -> T:
         if activation.claim is None:
             await self._acquire(target.instance_id, activation)
@@ -185,7 +185,7 @@ class InstanceShell:
             result = await operation(draft)
         except BaseException as exc:
             if isinstance(exc, HandlerAbandoned) or (
-                isinstance(exc, Exception) and hold_on_error and activation.users == 1
+                isinstance(exc, Exception) and expire_on_error and activation.users == 1
             ):
                 activation.claim = activation.record = None  # forgotten here, expires there
             else:  # failed, or cancelled (a worker shutting down): hand the instance on
@@ -270,21 +270,21 @@ class InstanceShell:
             self._heartbeat = asyncio.get_running_loop().create_task(self._renew_loop())
 
     async def _renew_loop(self) -> None:
-        """Keep the claims of long calls alive; stop when none is held."""
+        """Keep the claims of long calls alive; stop when none is left."""
         while True:
             await asyncio.sleep(self.lease / 3)
-            held = {i: a for i, a in self._activations.items() if a.claim is not None}
-            if not held:
+            claimed = {i: a for i, a in self._activations.items() if a.claim is not None}
+            if not claimed:
                 return
             now = self.clock.now()
-            claims = [a.claim for a in held.values() if a.claim is not None]
+            claims = [a.claim for a in claimed.values() if a.claim is not None]
             try:
                 renewed = await self.storage.renew(claims, now + self.lease)
             except StorageError as exc:
                 log.warning("claim.renew_failed", error=str(exc))
                 continue
             for claim in renewed:
-                activation = held[claim.instance_id]
+                activation = claimed[claim.instance_id]
                 if activation.claim is not None and activation.claim.token == claim.token:
                     activation.claim = claim
 

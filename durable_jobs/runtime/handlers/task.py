@@ -86,7 +86,7 @@ class TaskHandler(KindHandler):
         try:
             await self.invoke(self.definition.on_event, event, ctx)
             draft.update(event_count=draft.counters.event_count + 1)
-            await self._settle(draft, ctx)
+            await self._then_idle(draft, ctx)
         except Terminate as stop:
             self.terminated(draft, stop.reason)
             return SendResult(created, draft.instance_id, None)
@@ -112,7 +112,7 @@ class TaskHandler(KindHandler):
             count = draft.counters.execute_count + 1
             draft.update(execute_count=count, attempt=1)
             self.executed(draft, execute_count=count, attempt=attempt)
-            await self._settle(draft, ctx)
+            await self._then_idle(draft, ctx)
         except Terminate as stop:
             self.terminated(draft, stop.reason)
             return
@@ -131,14 +131,14 @@ class TaskHandler(KindHandler):
         before = _snapshot(draft)
         try:
             await self.invoke(self.definition.on_error, error, ctx)
-            await self._settle(draft, ctx)
+            await self._then_idle(draft, ctx)
         except Terminate as stop:
             self.terminated(draft, stop.reason)
         except Exception as second:
             _restore(draft, before)
             self.give_up(draft, second, draft.counters.attempt)
 
-    async def _settle(self, draft: Draft[TaskCounters], ctx: TaskContext[Any]) -> None:
+    async def _then_idle(self, draft: Draft[TaskCounters], ctx: TaskContext[Any]) -> None:
         """Apply a handler's buffered writes, then give ``on_idle`` its turn.
 
         ``on_idle`` is part of the call it follows: if it raises, that call failed,
