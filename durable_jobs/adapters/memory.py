@@ -188,10 +188,11 @@ class MemoryStore:
             for _, instance_id in self._due(now, now, limit, jobs):
                 expired = self._claims.get(instance_id)  # never released: its holder died
                 claim = self._claim(instance_id, owner, now, until)
+                if claim is not None and expired is not None:
+                    recoveries = self._claims[instance_id].recoveries = expired.recoveries + 1
+                    claim = attrs.evolve(claim, recoveries=recoveries)
                 if claim is not None:
-                    recoveries = 0 if expired is None else expired.recoveries + 1
-                    self._claims[instance_id].recoveries = recoveries
-                    claims.append(attrs.evolve(claim, recoveries=recoveries))
+                    claims.append(claim)
             return claims
 
     async def next_alarm_at(
