@@ -13,11 +13,12 @@ busy event loop after each one. Measured here, that made the thread's statements
 several times slower whenever the loop had work, which is exactly when batches
 are large. On the loop a statement runs at once, and only the fsync leaves it.
 
-A write that nothing could join runs at once, fsync included: a lone write handed
-to the next turn and the syncer's thread waits for both. Whether anything could
-join is read from what the writer sees: no batch queued on this loop, nothing for
-the writer thread, no fsync under way, and no other task ready on the loop. The
-loop never waits for a lock: its connection has no busy timeout, and when another
+A batch of one write that nothing else could join is fsynced on the loop itself:
+the syncer's thread would add two thread hops to its wait, and nothing else would
+run meanwhile. Whether anything could join is read from what the writer sees:
+nothing for the writer thread, no fsync under way, and no other task ready on the
+loop. (Running such a write at once, without waiting for the loop's turn, measured
+no faster.) The loop never waits for a lock: its connection has no busy timeout, and when another
 process (or another loop of this one) has the lock, the writes go to the writer
 thread, which waits it out.
 """
@@ -30,8 +31,6 @@ import os
 import queue
 import sqlite3
 import threading
-import time
-import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -45,9 +44,6 @@ from ._syncer import Syncer
 Write = Callable[[sqlite3.Connection], Any]
 
 MAX_BATCH = 256
-MAX_BUSY = 0.005
-"""How long, in seconds, writes run at once may keep their event loop without a
-turn, so that a caller that never waits does not starve the loop's I/O."""
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
@@ -124,9 +120,6 @@ class Writer:
         # event loop never waits behind the writer thread's.
         self._gate = threading.Lock()
         self._batches: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
-        self._turns: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = (
-            weakref.WeakKeyDictionary()
-        )
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="durable-jobs-sqlite", daemon=True)
         self._thread.start()
@@ -137,13 +130,10 @@ class Writer:
         loop = asyncio.get_running_loop()
         pending = _Pending(write, durable, loop, loop.create_future())
         batch = self._batches.get(loop)
-        if batch is not None:
-            batch.append(pending)
-        elif self._quiet(loop) and time.monotonic() - self._turns.get(loop, 0.0) < MAX_BUSY:
-            self._flush(loop, [pending])
-        else:
-            self._batches[loop] = [pending]
-            loop.call_soon(self._turn, loop)
+        if batch is None:
+            batch = self._batches[loop] = []
+            loop.call_soon(self._flush, loop)
+        batch.append(pending)
         return await pending.future
 
     def stop(self) -> None:
@@ -184,14 +174,10 @@ class Writer:
             return False  # callers waiting on those will write again soon
         return not getattr(loop, "_ready", True)
 
-    def _turn(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._turns[loop] = time.monotonic()
-        self._flush(loop, self._batches.pop(loop))
-
-    def _flush(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
-        """Apply ``batch`` on the loop's connection; the writer thread gets it if the
-        lock is taken. A lone write on a quiet loop is fsynced here: nothing would
-        run meanwhile, and the syncer's thread would cost two thread hops."""
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Apply the loop's batch on its connection; the writer thread gets it if the
+        lock is taken."""
+        batch = self._batches.pop(loop)
         lone = len(batch) == 1 and self._quiet(loop)
         try:
             with self._loop_connection() as conn:
