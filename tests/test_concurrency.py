@@ -28,6 +28,7 @@ from durable_jobs import (
 from durable_jobs.adapters.memory import MemoryStore
 from durable_jobs.adapters.records import Claim, Commit, InstanceRecord
 from durable_jobs.runtime.clock import SystemClock
+from durable_jobs.runtime.counters import TaskCounters
 from durable_jobs.runtime.shell import InstanceShell, Target
 from durable_jobs.testing import TestRuntime, create_test_runtime
 from tests.support import T0
@@ -385,4 +386,40 @@ async def test_a_call_waiting_for_a_claim_goes_on_with_one_a_worker_adopts_meanw
     assert await store.commit(Commit(claim=rival, record=due))  # releases it, alarm due
     assert [c.instance_id for c in await shell.claim_due(store, 1, {"job"})] == ["task:job:a"]
     assert await asyncio.wait_for(calling, DEADLOCK) == "ran"
+    await shell.close()
+
+
+async def test_a_due_alarm_claimed_while_a_commit_is_answered_is_delivered() -> None:
+    """A commit that releases an instance is visible before it is answered (SQLite
+    answers a durable commit after its fsync): a worker of the same process may claim
+    the instance's due alarm meanwhile. The call must leave that claim in place."""
+    committed, answer = asyncio.Event(), asyncio.Event()
+
+    class SlowToAnswer(MemoryStore):
+        async def commit(self, commit: Commit) -> bool:
+            applied = await super().commit(commit)
+            committed.set()
+            await answer.wait()
+            return applied
+
+    store, clock = SlowToAnswer(), SystemClock()
+    shell = InstanceShell(store, clock, publish=lambda events: None)
+    target = Target("task:job:a", "task", "job", "a")
+
+    async def arm(draft: Any) -> None:
+        draft.create(TaskCounters(event_count=0, execute_count=0, attempt=1))
+        draft.update(alarm_at=clock.now() - 1)
+
+    calling = asyncio.ensure_future(shell.call(target, arm))
+    await asyncio.wait_for(committed.wait(), DEADLOCK)
+    [due] = await shell.claim_due(store, 1, {"job"})
+    answer.set()
+    await asyncio.wait_for(calling, DEADLOCK)
+    ran: list[str] = []
+
+    async def deliver(draft: Any) -> None:
+        ran.append(draft.instance_id)
+
+    await asyncio.wait_for(shell.call(target, deliver), DEADLOCK)  # not waiting for a claim
+    assert ran == [due.instance_id]
     await shell.close()

@@ -1,5 +1,8 @@
 """SQLite group commit: writes queued together share a transaction on their event loop,
-each still fenced, and durable ones share an fsync that comes before their answer."""
+each still fenced, and durable ones share an fsync that comes before their answer.
+
+Seen from outside only: the store through its protocols, SQLite's trace of the
+statements run on each connection, and the fsyncs of the WAL."""
 
 from __future__ import annotations
 
@@ -11,13 +14,20 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from durable_jobs import StorageError
 from durable_jobs.adapters.records import Claim, Commit
-from durable_jobs.adapters.sqlite import SQLiteStore, syncer
-from durable_jobs.adapters.sqlite.inflight import InFlight
+from durable_jobs.adapters.sqlite import SQLiteStore, _syncer
 from durable_jobs.testing.conformance import LEASE, T0, record
+
+plain_connect = sqlite3.connect  # untraced, whatever a test patches
+
+
+def other_connection(path: Path) -> sqlite3.Connection:
+    """A connection of "another process" to the store's file."""
+    return plain_connect(path, isolation_level=None, check_same_thread=False)
 
 
 async def test_a_stale_commit_in_a_batch_is_refused_and_the_rest_applied(tmp_path: Path) -> None:
@@ -37,56 +47,58 @@ async def test_a_stale_commit_in_a_batch_is_refused_and_the_rest_applied(tmp_pat
     assert [s is not None for s in stored] == [n != 7 for n in range(20)]
 
 
-class TracedStore(SQLiteStore):
-    """Records, per transaction committed, the thread that committed it."""
+@pytest.fixture
+def commits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The thread of each transaction committed on a connection opened from now on
+    (but by ``plain_connect``), in commit order, as SQLite's trace reports it."""
+    committed: list[int] = []
 
-    def __init__(self, path: str, **options: Any) -> None:
-        super().__init__(path, **options)
-        self.commits: list[int] = []
+    def trace(statement: str) -> None:
+        if statement == "COMMIT":
+            committed.append(threading.get_ident())
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = super()._connect()
-
-        def trace(statement: str) -> None:
-            if statement == "COMMIT":
-                self.commits.append(threading.get_ident())
-
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = plain_connect(*args, **kwargs)
         conn.set_trace_callback(trace)
         return conn
 
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    return committed
 
-async def running(tmp_path: Path, **options: Any) -> TracedStore:
-    """An open store whose writer thread has started, its transactions not counted."""
-    store = TracedStore(str(tmp_path / "g.db"), **options)
+
+async def running(tmp_path: Path, commits: list[int], **options: Any) -> SQLiteStore:
+    """An open store that has written once, the transactions so far not counted."""
+    store = SQLiteStore(str(tmp_path / "g.db"), **options)
     await store.open()
     await store.release(Claim(instance_id="task:job:x", owner="w", token="t", expires_at=T0))
-    # The writer thread answers a write before it lets go of its gate: a lone write
-    # made in between would go to that thread instead of the loop's connection.
-    with store._get_writer()._gate:
-        pass
-    store.commits.clear()
+    commits.clear()
     return store
 
 
-async def test_concurrent_claims_and_commits_share_transactions(tmp_path: Path) -> None:
-    store = await running(tmp_path)
+async def test_concurrent_claims_and_commits_share_transactions(
+    tmp_path: Path, commits: list[int]
+) -> None:
+    store = await running(tmp_path, commits)
     claims = await asyncio.gather(
         *(store.claim(f"task:job:{n}", "w", T0, T0 + LEASE) for n in range(50))
     )
-    claim_transactions, store.commits = len(store.commits), []
-    commits = [Commit(claim=c, record=record(c.instance_id)) for c in claims if c is not None]
-    applied = await asyncio.gather(*(store.commit(c) for c in commits))
+    claim_transactions = len(commits)
+    commits.clear()
+    writes = [Commit(claim=c, record=record(c.instance_id)) for c in claims if c is not None]
+    applied = await asyncio.gather(*(store.commit(c) for c in writes))
     await store.close()
     assert applied == [True] * 50
     assert 1 <= claim_transactions < 10
-    assert 1 <= len(store.commits) < 10
-    assert set(store.commits) == {threading.get_ident()}  # on the loop: no thread hop
+    assert 1 <= len(commits) < 10
+    assert set(commits) == {threading.get_ident()}  # on the loop: no thread hop
 
 
-async def test_producers_calling_one_after_another_share_transactions(tmp_path: Path) -> None:
+async def test_producers_calling_one_after_another_share_transactions(
+    tmp_path: Path, commits: list[int]
+) -> None:
     """Sixteen tasks, each making calls in turn (claim, then commit), as a service's
     request handlers do: their writes must keep meeting in the loop's batches."""
-    store = await running(tmp_path)
+    store = await running(tmp_path, commits)
 
     async def producer(k: int) -> None:
         for n in range(5):
@@ -96,28 +108,30 @@ async def test_producers_calling_one_after_another_share_transactions(tmp_path: 
 
     await asyncio.gather(*(producer(k) for k in range(16)))
     await store.close()
-    assert len(store.commits) < 40  # of 160 writes
+    assert len(commits) < 40  # of 160 writes
 
 
-async def test_a_lone_write_is_applied_on_the_callers_thread(tmp_path: Path) -> None:
-    store = await running(tmp_path)
+async def test_a_lone_write_is_applied_on_the_callers_thread(
+    tmp_path: Path, commits: list[int]
+) -> None:
+    store = await running(tmp_path, commits)
     for n in range(3):  # one call at a time, as a sequential producer makes them
         taken = await store.claim(f"task:job:{n}", "w", T0, T0 + LEASE)
         assert taken is not None
         assert await store.commit(Commit(claim=taken, record=record(taken.instance_id)))
     await store.close()
-    assert store.commits == [threading.get_ident()] * 6
+    assert commits == [threading.get_ident()] * 6
 
 
 async def test_a_lone_write_waits_for_another_process_without_blocking_the_loop(
     tmp_path: Path,
 ) -> None:
-    """Another connection holds the write lock: the write must queue for the writer
+    """Another connection has the write lock: the write must queue for the writer
     thread (which waits out the lock) rather than block this event loop."""
     path = tmp_path / "g.db"
     store = SQLiteStore(str(path), busy_timeout=600)  # a blocked loop would hang the test
     await store.open()
-    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other = other_connection(path)
     other.execute("BEGIN IMMEDIATE")
     claiming = asyncio.ensure_future(store.claim("task:job:a", "w", T0, T0 + LEASE))
     await asyncio.sleep(0)  # the claim is under way; a blocked loop would not get here
@@ -128,11 +142,11 @@ async def test_a_lone_write_waits_for_another_process_without_blocking_the_loop(
     await store.close()
 
 
-async def test_writes_queued_together_wait_for_a_lock_held_elsewhere_off_the_loop(
-    tmp_path: Path,
+async def test_writes_queued_together_wait_for_a_lock_taken_elsewhere_off_the_loop(
+    tmp_path: Path, commits: list[int]
 ) -> None:
-    store = await running(tmp_path, busy_timeout=600)  # a blocked loop would hang the test
-    other = sqlite3.connect(tmp_path / "g.db", isolation_level=None, check_same_thread=False)
+    store = await running(tmp_path, commits, busy_timeout=600)  # a blocked loop would hang the test
+    other = other_connection(tmp_path / "g.db")
     other.execute("BEGIN IMMEDIATE")
     claiming = asyncio.gather(
         *(store.claim(f"task:job:{n}", "w", T0, T0 + LEASE) for n in range(10))
@@ -145,46 +159,49 @@ async def test_writes_queued_together_wait_for_a_lock_held_elsewhere_off_the_loo
     other.close()
     await store.close()
     assert all(c is not None for c in claims)
-    assert store.commits
-    assert threading.get_ident() not in store.commits  # applied by the writer thread
+    assert commits
+    assert threading.get_ident() not in commits  # applied by the writer thread
 
 
-async def test_a_write_failing_in_a_batch_fails_alone(tmp_path: Path) -> None:
-    store = await running(tmp_path)
-    writer = store._get_writer()
-
-    def add(n: int) -> Any:
-        return lambda conn: conn.execute("INSERT INTO outbox (event) VALUES (?)", (str(n),))
-
-    def broken(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO no_such_table VALUES (1)")
-
-    writes = [add(0), broken, add(1), add(2)]
+async def test_a_write_failing_in_a_batch_fails_alone(tmp_path: Path, commits: list[int]) -> None:
+    store = await running(tmp_path, commits)
+    claims = await held(store, 4)
+    # A record SQLite refuses (a NOT NULL column left empty) fails its commit for good.
+    records = [record(c.instance_id) for c in claims]
+    records[1] = attrs.evolve(records[1], meta=None)
     outcomes = await asyncio.gather(
-        *(writer.write(w, durable=True, alone=False) for w in writes), return_exceptions=True
+        *(
+            store.commit(Commit(claim=c, record=r, events=(c.instance_id,)))
+            for c, r in zip(claims, records, strict=True)
+        ),
+        return_exceptions=True,
     )
     events = [e.event for e in await store.take_outbox(10)]
+    stored = [await store.read(c.instance_id) is not None for c in claims]
     await store.close()
     assert isinstance(outcomes[1], StorageError)
-    assert "no_such_table" in str(outcomes[1])
-    assert [isinstance(o, BaseException) for o in outcomes] == [False, True, False, False]
-    assert events == ["0", "1", "2"]
+    assert "NOT NULL" in str(outcomes[1])
+    assert outcomes[:1] + outcomes[2:] == [True, True, True]
+    assert stored == [True, False, True, True]
+    assert events == [c.instance_id for n, c in enumerate(claims) if n != 1]
 
 
 class Fsyncs:
-    """Stands in for the fsync of the WAL: counts calls, holds them while ``hold`` is
-    clear, fails them with ``error``."""
+    """Stands in for the fsync of the WAL: counts calls and notes the file of each,
+    pauses them while ``go`` is clear, fails them with ``error``."""
 
     def __init__(self, real: Any) -> None:
         self.real, self.calls = real, 0
-        self.hold, self.entered = threading.Event(), threading.Event()
-        self.hold.set()
+        self.go, self.entered = threading.Event(), threading.Event()
+        self.go.set()
         self.error: OSError | None = None
+        self.files: list[str] = []
 
     def __call__(self, fd: int) -> None:
         self.entered.set()
-        self.hold.wait(10)
+        self.go.wait(10)
         self.calls += 1
+        self.files.append(os.path.realpath(f"/proc/self/fd/{fd}"))
         if self.error is not None:
             raise self.error
         self.real(fd)
@@ -192,8 +209,8 @@ class Fsyncs:
 
 @pytest.fixture
 def fsyncs(monkeypatch: pytest.MonkeyPatch) -> Fsyncs:
-    stand_in = Fsyncs(syncer._sync)
-    monkeypatch.setattr(syncer, "_sync", stand_in)
+    stand_in = Fsyncs(_syncer._sync)
+    monkeypatch.setattr(_syncer, "_sync", stand_in)
     return stand_in
 
 
@@ -215,24 +232,24 @@ async def failing_fsync(store: SQLiteStore, fsyncs: Fsyncs, claims: list[Claim])
 
 
 async def test_durable_writes_are_answered_only_after_an_fsync_covers_them(
-    tmp_path: Path, fsyncs: Fsyncs
+    tmp_path: Path, commits: list[int], fsyncs: Fsyncs
 ) -> None:
-    store = await running(tmp_path)
+    store = await running(tmp_path, commits)
     claims = await held(store, 10)
-    fsyncs.hold.clear()
+    fsyncs.go.clear()
     fsyncs.entered.clear()
     before = fsyncs.calls
     committing = asyncio.gather(
         *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims)
     )
     assert await asyncio.to_thread(fsyncs.entered.wait, 10)
-    # Committed (another connection sees the rows), not yet answered: the fsync holds.
-    other = sqlite3.connect(tmp_path / "g.db")
+    # Committed (another connection sees the rows), not yet answered: the fsync is paused.
+    other = other_connection(tmp_path / "g.db")
     visible = other.execute("SELECT count(*) FROM instances").fetchone()[0]
     other.close()
     assert visible == 10
     assert not committing.done()
-    fsyncs.hold.set()
+    fsyncs.go.set()
     applied = await asyncio.wait_for(committing, 10)
     await store.close()
     assert applied == [True] * 10
@@ -240,9 +257,9 @@ async def test_durable_writes_are_answered_only_after_an_fsync_covers_them(
 
 
 async def test_a_lone_durable_write_is_fsynced_on_the_callers_thread(
-    tmp_path: Path, fsyncs: Fsyncs
+    tmp_path: Path, commits: list[int], fsyncs: Fsyncs
 ) -> None:
-    store = await running(tmp_path)
+    store = await running(tmp_path, commits)
     threads: list[int] = []
     real = fsyncs.real
     fsyncs.real = lambda fd: (threads.append(threading.get_ident()), real(fd))
@@ -254,9 +271,9 @@ async def test_a_lone_durable_write_is_fsynced_on_the_callers_thread(
 
 
 async def test_after_a_failed_fsync_no_durable_write_is_made(
-    tmp_path: Path, fsyncs: Fsyncs
+    tmp_path: Path, commits: list[int], fsyncs: Fsyncs
 ) -> None:
-    store = await running(tmp_path)
+    store = await running(tmp_path, commits)
     claims = await held(store, 4)
     failed = await failing_fsync(store, fsyncs, claims[:3])
     assert all(isinstance(f, StorageError) and "fsync" in str(f) for f in failed)
@@ -266,33 +283,14 @@ async def test_after_a_failed_fsync_no_durable_write_is_made(
     await store.close()
 
 
-def test_claims_forgotten_by_their_holder_stop_counting_once_expired() -> None:
-    flight = InFlight()
-    flight.hold(
-        [
-            Claim(instance_id=f"task:job:{n}", owner="w", token=f"t{n}", expires_at=T0 + 1)
-            for n in range(10)
-        ]
-    )
-    flight.hold([Claim(instance_id="task:job:late", owner="w", token="late", expires_at=T0 + 5)])
-    assert not flight.alone(T0)
-    assert not flight.alone(T0 + 2)  # the one expiring later still counts
-    assert flight.alone(T0 + 2, token="late")
-    flight.let_go("late")
-    assert flight.alone()
-    with flight.asking():
-        assert not flight.alone()
-    assert flight.alone()
-
-
 async def test_a_claim_waits_for_the_fsync_of_commits_it_may_have_read(
-    tmp_path: Path, fsyncs: Fsyncs
+    tmp_path: Path, commits: list[int], fsyncs: Fsyncs
 ) -> None:
     """A claim reads what commits left; acting on a commit that a power cut could
     still take back must wait until that commit is on disk."""
-    store = await running(tmp_path)
+    store = await running(tmp_path, commits)
     claims = await held(store, 3)
-    fsyncs.hold.clear()
+    fsyncs.go.clear()
     fsyncs.entered.clear()
     committing = asyncio.gather(
         *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims[:2])
@@ -301,22 +299,22 @@ async def test_a_claim_waits_for_the_fsync_of_commits_it_may_have_read(
     claiming = asyncio.ensure_future(store.claim("task:job:next", "w", T0, T0 + LEASE))
     for _ in range(5):  # turns enough to apply the claim, which the loop does at once
         await asyncio.sleep(0)
-    assert store.commits[-1] == threading.get_ident()  # the claim is committed …
+    assert commits[-1] == threading.get_ident()  # the claim is committed …
     assert not claiming.done()  # … and not answered while the commits are not on disk
-    fsyncs.hold.set()
+    fsyncs.go.set()
     assert await asyncio.wait_for(claiming, 10) is not None
     assert await asyncio.wait_for(committing, 10) == [True, True]
     await store.close()
 
 
 async def test_a_claim_after_another_processs_commit_waits_for_an_fsync(
-    tmp_path: Path, fsyncs: Fsyncs
+    tmp_path: Path, commits: list[int], fsyncs: Fsyncs
 ) -> None:
     """Another process may have committed without syncing (its loop's batch, waiting
     for its fsync): a claim that may read it syncs the WAL first."""
-    store = await running(tmp_path)
+    store = await running(tmp_path, commits)
     await held(store, 1)  # the store has looked at the database
-    other = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    other = other_connection(tmp_path / "g.db")
     other.execute("PRAGMA synchronous = NORMAL")
     other.execute("INSERT INTO outbox (event) VALUES ('x')")
     other.close()
@@ -340,44 +338,29 @@ async def test_the_wal_synced_is_the_one_sqlite_writes_through_a_symbolic_link(
     applied = await asyncio.gather(
         *(store.commit(Commit(claim=c, record=record(c.instance_id))) for c in claims)
     )
-    syncer_ = store._get_writer()._syncer
-    assert syncer_ is not None
-    synced = os.path.realpath(f"/proc/self/fd/{syncer_._fd}")
     await store.close()
     assert applied == [True, True]
-    assert synced == str((tmp_path / "real" / "g.db-wal").resolve())
+    assert fsyncs.files
+    assert set(fsyncs.files) == {str((tmp_path / "real" / "g.db-wal").resolve())}
 
 
-async def test_after_a_failed_fsync_the_writer_thread_makes_no_durable_write(
-    tmp_path: Path, fsyncs: Fsyncs
+async def test_after_a_failed_fsync_a_durable_write_fails_without_waiting_for_the_lock(
+    tmp_path: Path, commits: list[int], fsyncs: Fsyncs
 ) -> None:
-    store = await running(tmp_path)
-    await failing_fsync(store, fsyncs, await held(store, 2))
-
-    def add(conn: sqlite3.Connection) -> None:
-        conn.execute("INSERT INTO outbox (event) VALUES ('late')")
-
+    """Whichever way it would go (the loop's connection, or the writer thread that
+    waits out a lock taken elsewhere), a durable write after a failed fsync fails."""
+    store = await running(tmp_path, commits, busy_timeout=600)  # a wait would hang the test
+    claims = await held(store, 3)
+    await failing_fsync(store, fsyncs, claims[:2])
+    other = other_connection(tmp_path / "g.db")
+    other.execute("BEGIN IMMEDIATE")
+    late = Commit(claim=claims[2], record=record(claims[2].instance_id), events=("late",))
     with pytest.raises(StorageError, match="fsync"):
-        await store._get_writer().submit(add, durable=True)
+        await asyncio.wait_for(store.commit(late), 10)
+    other.execute("COMMIT")
+    other.close()
     assert await store.take_outbox(10) == []
     await store.close()
-
-
-async def test_a_caller_alone_on_its_loop_does_not_yield_but_others_ready_make_it() -> None:
-    flight = InFlight()
-    await flight.let_others_ask()  # the first call on a loop yields: nothing is known of it
-    ran: list[str] = []
-    asyncio.get_running_loop().call_soon(ran.append, "other")
-    await flight.let_others_ask()
-    assert ran == ["other"]  # something ready: it went first
-    ran.clear()
-    await flight.let_others_ask()
-    # Nothing ready and a yield just made: the caller goes on (a callback queued now
-    # would run only at the loop's next turn).
-    asyncio.get_running_loop().call_soon(ran.append, "later")
-    assert ran == []
-    await asyncio.sleep(0)
-    assert ran == ["later"]
 
 
 async def test_lone_calls_that_never_wait_still_let_the_loop_run(tmp_path: Path) -> None:

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
+import structlog
+import structlog.testing
 import tenacity
 
 from durable_jobs import StorageError, Task, TaskContext, ValidationError, create_durable_jobs
@@ -74,7 +79,7 @@ async def test_disk_full_raises_storage_error_and_keeps_the_last_commit(tmp_path
     assert sqlite3.connect(path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-async def test_a_lock_held_past_the_busy_timeout_is_a_retryable_storage_error(
+async def test_a_lock_kept_past_the_busy_timeout_is_a_retryable_storage_error(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "locked.db"
@@ -199,3 +204,86 @@ async def test_a_forked_child_uses_connections_of_its_own(tmp_path: Path) -> Non
     state = await app.client.task(notes).get_state("a")
     await app.aclose()
     assert state.state == Notes(("from the parent", "from the child", "parent again"))
+
+
+def damage_alarm(path: Path, key: str, value: object) -> None:
+    """Overwrite an instance's alarm with plain sqlite3, as a tool or a bad disk could."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE instances SET alarm_at = ? WHERE key = ?", (value, key))
+    conn.close()
+
+
+def counting_runs(ran: list[str]) -> Task[Notes, Note]:
+    async def execute(ctx: TaskContext[Notes]) -> None:
+        ran.append(ctx.id)
+
+    return Task(state=Notes, event=Note, on_event=remember, execute=execute)
+
+
+# Text SQLite cannot read as a number, one Python can ("1_000"), and a blob.
+DAMAGED = ["x", "1_000", b"\x01"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("damage", DAMAGED, ids=["text", "python-number", "blob"])
+async def test_a_damaged_alarm_is_reported_once_and_never_stops_the_others(
+    tmp_path: Path, damage: object
+) -> None:
+    path = tmp_path / "d.db"
+    ran: list[str] = []
+    job = counting_runs(ran)
+    rt = create_test_runtime({"notes": job}, storage=f"sqlite:///{path}")
+    for key in ("a", "bad", "c"):
+        await rt.client.task(job).send(key, Note(key))
+    damage_alarm(path, "bad", damage)
+    with structlog.testing.capture_logs() as logs:
+        delivered = await rt.advance("2 hours")
+        await rt.client.task(job).send("d", Note("d"))
+        delivered += await rt.advance("2 hours")
+    await rt.aclose()
+    assert (delivered, ran) == (3, ["a", "c", "d"])
+    assert [(e["event"], e["instance_id"]) for e in logs if e["log_level"] == "error"] == [
+        ("storage.damaged_row", "task:notes:bad")
+    ]
+
+
+@contextlib.contextmanager
+def noticing(event: str) -> Iterator[asyncio.Event]:
+    """An event set once ``event`` is logged (on this thread's loop)."""
+    seen = asyncio.Event()
+
+    def notice(_: object, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        if event_dict["event"] == event:
+            seen.set()
+        raise structlog.DropEvent
+
+    before = structlog.get_config()["processors"]
+    structlog.configure(processors=[notice])
+    try:
+        yield seen
+    finally:
+        structlog.configure(processors=before)
+
+
+async def due_now(event: Note, ctx: TaskContext[Notes]) -> None:
+    ctx.schedule(ctx.now)
+
+
+@pytest.mark.timeout(60)
+async def test_a_worker_goes_on_past_a_damaged_alarm(tmp_path: Path) -> None:
+    path = tmp_path / "w.db"
+    ran = asyncio.Event()
+
+    async def execute(ctx: TaskContext[Notes]) -> None:
+        ran.set()
+
+    job = Task(state=Notes, event=Note, on_event=due_now, execute=execute)
+    app = DurableJobs({"notes": job}, storage=f"sqlite:///{path}")
+    await app.client.task(job).send("bad", Note("bad"))
+    damage_alarm(path, "bad", "x")
+    with noticing("storage.damaged_row") as reported:
+        async with app.worker(poll_interval=60):
+            await asyncio.wait_for(reported.wait(), 10)  # idle, past the damaged alarm
+            await app.client.task(job).send("good", Note("good"))
+            await asyncio.wait_for(ran.wait(), 10)
+    await app.aclose()

@@ -47,6 +47,12 @@ _running: contextvars.ContextVar[tuple[_Running, ...]] = contextvars.ContextVar(
 )
 
 
+def _forget(activation: _Activation, claim: Claim) -> None:
+    """Drop ``claim`` from ``activation``, unless another has replaced it."""
+    if activation.claim is claim:
+        activation.claim = activation.record = None
+
+
 def _refuse_own_call(instance_id: str) -> None:
     for call in _running.get():
         if call.active and call.instance_id == instance_id:
@@ -210,21 +216,24 @@ class InstanceShell:
         try:
             committed = await self.storage.commit(commit)
         except BaseException:
-            activation.claim = activation.record = None
+            _forget(activation, claim)
             raise
         if not committed:
-            activation.claim = activation.record = None
+            _forget(activation, claim)
             raise StorageError(
                 f"instance {target.instance_id} was taken over by another activation "
                 "while this call ran (its claim expired); nothing was committed",
                 retryable=True,
             )
-        if draft.deleted:
-            activation.record = None
-        elif record is not None:
-            activation.record = record
-        if release:
-            activation.claim = None
+        # Once the commit released it, a worker of this process may have claimed the
+        # instance's due alarm before the commit answered: that claim stays.
+        if activation.claim is claim:
+            if draft.deleted:
+                activation.record = None
+            elif record is not None:
+                activation.record = record
+            if release:
+                activation.claim = None
         if draft.events:
             self._publish(draft.events)
         return result

@@ -120,6 +120,8 @@ class Worker:
             await runtime.deliver(claim)
         except DurableJobsError as exc:
             log.error("alarm.delivery_failed", instance_id=claim.instance_id, error=str(exc))
+        except Exception as exc:  # a bug: told, and the worker goes on
+            log.exception("alarm.delivery_crashed", instance_id=claim.instance_id, error=repr(exc))
 
     async def _sleep(self, runtime: JobsRuntime, *, busy: bool) -> None:
         self._wake.clear()

@@ -3,7 +3,7 @@
 WAL journal; ``synchronous=FULL`` by default so that an acknowledged call survives
 power loss (``NORMAL`` trades the last moments before a power cut for speed;
 a process crash loses nothing either way). Writes queued together share a
-transaction on their event loop and an fsync off it (``writer.py``, ``syncer.py``);
+transaction on their event loop and an fsync off it (``_writer.py``, ``_syncer.py``);
 reads use one connection per thread and never wait for a writer.
 Connections are never shared across ``fork()``.
 """
@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import math
 import os
 import sqlite3
 import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
+
+import structlog
 
 from ...errors import StorageError
 from ..forks import pid
@@ -32,24 +35,15 @@ from ..records import (
 from ..retry import StorageRetry
 from ..tokens import new_token
 from ..wakeup import Wakeup
-from .inflight import InFlight
-from .schema import migrate
-from .writer import Busy, Writer
+from ._schema import migrate
+from ._writer import Busy, Writer
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _OLDEST = (3, 24, 0)  # upserts (INSERT … ON CONFLICT DO UPDATE)
 _COLUMNS = INSTANCE_COLUMNS
+_REPORTED_AT_ONCE = 100  # damaged alarms looked at per call that meets one
 
-
-_READ_SQL = f"SELECT {_COLUMNS} FROM instances WHERE instance_id = ?"  # noqa: S608 - constant
-
-
-def _record(row: Sequence[Any] | None) -> InstanceRecord | None:
-    return None if row is None else InstanceRecord.from_row(row)
-
-
-def _read_record(conn: sqlite3.Connection, instance_id: str) -> InstanceRecord | None:
-    return _record(conn.execute(_READ_SQL, (instance_id,)).fetchone())
+log = structlog.get_logger("durable_jobs.storage")
 
 
 class SQLiteStore:
@@ -79,7 +73,7 @@ class SQLiteStore:
         self._writer_pid = 0
         self._wakeup = Wakeup()
         self._seen_version: int | None = None
-        self._flight = InFlight()
+        self._damaged: set[str] = set()  # instances reported with a damaged alarm
 
     # -- connections -----------------------------------------------------------
 
@@ -133,8 +127,9 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StorageError(f"{what} failed: {exc}") from exc
 
-    async def _write(self, write: Any, *, durable: bool, alone: bool = False) -> Any:
-        return await self._get_writer().write(write, durable=durable, alone=alone)
+    async def _write(self, write: Any, *, durable: bool) -> Any:
+        """Every write goes this way: see ``_writer.py``."""
+        return await self._get_writer().write(write, durable=durable)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -175,20 +170,9 @@ class SQLiteStore:
         return _record(rows[0] if rows else None)
 
     async def claim(self, instance_id: str, owner: str, now: float, until: float) -> Claim | None:
-        alone = self._flight.alone(now)
-        with self._flight.asking():
-            if alone:
-                # A direct write never suspends: first let calls starting alongside
-                # see this one asking (once per call, at its start, suffices).
-                await self._flight.let_others_ask()
-                alone = self._flight.alone(now, asking=1)
-            claim: Claim | None = await self._write(
-                lambda conn: _claim(conn, instance_id, owner, now, until),
-                durable=False,
-                alone=alone,
-            )
-        if claim is not None:
-            self._flight.hold((claim,))
+        claim: Claim | None = await self._write(
+            lambda conn: _claim(conn, instance_id, owner, now, until), durable=False
+        )
         return claim
 
     async def renew(self, claims: Sequence[Claim], until: float) -> list[Claim]:
@@ -204,31 +188,17 @@ class SQLiteStore:
             return kept
 
         kept: list[Claim] = await self._write(renew, durable=False)
-        renewed = [
+        return [
             Claim(instance_id=c.instance_id, owner=c.owner, token=c.token, expires_at=until)
             for c in kept
         ]
-        self._flight.renewed(renewed)
-        return renewed
 
     async def release(self, claim: Claim) -> None:
-        alone = self._flight.alone(token=claim.token)
-        self._flight.let_go(claim.token)
-        await self._write(lambda conn: _release(conn, claim), durable=False, alone=alone)
+        await self._write(lambda conn: _release(conn, claim), durable=False)
         self._wakeup.fire()
 
     async def commit(self, commit: Commit) -> bool:
-        token = commit.claim.token
-        alone = self._flight.alone(token=token)
-        try:
-            applied: bool = await self._write(
-                lambda conn: _commit(conn, commit), durable=True, alone=alone
-            )
-        except BaseException:
-            self._flight.let_go(token)  # the shell lets go of a claim whose commit failed
-            raise
-        if not applied or commit.release:
-            self._flight.let_go(token)
+        applied: bool = await self._write(lambda conn: _commit(conn, commit), durable=True)
         if applied and (commit.release or (commit.record and commit.record.alarm_at)):
             self._wakeup.fire()
         return applied
@@ -283,31 +253,55 @@ class SQLiteStore:
         *,
         jobs: Collection[str] | None = None,
     ) -> list[Claim]:
+        """A damaged ``alarm_at`` (not a number: written to the file by other means)
+        is never due: SQLite orders text and blobs after every number."""
         names = tuple(jobs) if jobs is not None else None
         # A read first: an idle worker polling must not take the write lock.
         params = (now, now, *(names or ()), 1)
         if not self._read("due alarms", _due_sql("i.instance_id", names), params):
             return []
-        alone = self._flight.alone(now)
-        with self._flight.asking():
-            claims: list[Claim] = await self._write(
-                lambda conn: _claim_due(
-                    conn, now=now, limit=limit, owner=owner, until=until, jobs=names
-                ),
-                durable=False,
-                alone=alone,
-            )
-        self._flight.hold(claims)
+        claims: list[Claim] = await self._write(
+            lambda conn: _claim_due(
+                conn, now=now, limit=limit, owner=owner, until=until, jobs=names
+            ),
+            durable=False,
+        )
         return claims
 
     async def next_alarm_at(
         self, now: float, *, jobs: Collection[str] | None = None
     ) -> float | None:
+        """A damaged ``alarm_at`` (not a number) is no alarm: it never comes due (see
+        ``claim_due``), and each instance with one is logged once, as
+        ``storage.damaged_row``, rather than stopping the worker that asked."""
         names = tuple(jobs) if jobs is not None else None
         rows = self._read(
             "next alarm", _due_sql("alarm_at", names, due=False), (now, *(names or ()), 1)
         )
-        return float(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        if isinstance(alarm := rows[0][0], int | float):
+            return float(alarm)
+        # Damaged alarms sort after every number: no alarm of a number is left.
+        self._report_damaged_alarms()
+        return None
+
+    def _report_damaged_alarms(self) -> None:
+        rows = self._read(
+            "damaged alarms",
+            "SELECT instance_id, alarm_at FROM instances WHERE alarm_at > ? LIMIT ?",
+            (math.inf, _REPORTED_AT_ONCE),
+        )
+        for instance_id, alarm in rows:
+            if instance_id not in self._damaged:
+                self._damaged.add(instance_id)
+                log.error(
+                    "storage.damaged_row",
+                    instance_id=instance_id,
+                    column="alarm_at",
+                    value=repr(alarm)[:40],
+                    error="not a number: this alarm never comes due",
+                )
 
     async def wait_for_alarm(self, timeout: float) -> None:
         """Wake on this process's writes at once; on other processes' within
@@ -327,6 +321,19 @@ class SQLiteStore:
 
     def _data_version(self) -> int:
         return int(self._read("data version", "PRAGMA data_version")[0][0])
+
+
+# -- SQL, run on the writer's connections or read ---------------------------------
+
+_READ_SQL = f"SELECT {_COLUMNS} FROM instances WHERE instance_id = ?"  # noqa: S608 - constant
+
+
+def _record(row: Sequence[Any] | None) -> InstanceRecord | None:
+    return None if row is None else InstanceRecord.from_row(row)
+
+
+def _read_record(conn: sqlite3.Connection, instance_id: str) -> InstanceRecord | None:
+    return _record(conn.execute(_READ_SQL, (instance_id,)).fetchone())
 
 
 @functools.cache

@@ -4,7 +4,7 @@ SQLite admits one writer at a time anyway, so the writes an event loop queues
 while it runs its ready tasks are applied together at its next turn: one
 ``BEGIN IMMEDIATE … COMMIT`` for the batch, while each write is still applied,
 fenced and answered on its own. With ``synchronous=FULL`` the transaction commits
-at ``NORMAL`` and the syncer (``syncer.py``) fsyncs the WAL off the loop before
+at ``NORMAL`` and the syncer (``_syncer.py``) fsyncs the WAL off the loop before
 the durable writes are answered, one fsync for every batch committed meanwhile.
 
 Why on the loop rather than on a thread of its own: the ``sqlite3`` module lets go
@@ -13,10 +13,14 @@ busy event loop after each one. Measured here, that made the thread's statements
 several times slower whenever the loop had work, which is exactly when batches
 are large. On the loop a statement runs at once, and only the fsync leaves it.
 
-A write with nothing to group with (``alone``) runs at once, fsync included: handing
-it on would cost more than the fsync. The loop never waits for a lock: its
-connection has no busy timeout, and when another process (or another loop of this
-one) holds the lock, the writes go to the writer thread, which waits it out.
+A batch of one write that nothing else could join is fsynced on the loop itself:
+the syncer's thread would add two thread hops to its wait, and nothing else would
+run meanwhile. Whether anything could join is read from what the writer sees:
+nothing for the writer thread, no fsync under way, and no other task ready on the
+loop. (Running such a write at once, without waiting for the loop's turn, measured
+no faster.) The loop never waits for a lock: its connection has no busy timeout, and when another
+process (or another loop of this one) has the lock, the writes go to the writer
+thread, which waits it out.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import attrs
 from ...errors import StorageError
 from ..answers import answer
 from ..retry import StorageRetry
-from .syncer import Syncer
+from ._syncer import Syncer
 
 Write = Callable[[sqlite3.Connection], Any]
 
@@ -55,12 +59,16 @@ class _Pending:
     future: asyncio.Future[Any]
 
 
-def _settle(batch: list[_Pending], results: list[Any], error: BaseException | None) -> None:
+def _answer(batch: list[_Pending], results: list[Any], error: BaseException | None) -> None:
     """Answer every write of a batch: its result, or ``error`` for all of them."""
     answer(
         (i.loop, i.future, r if error is None else error)
         for i, r in zip(batch, results, strict=True)
     )
+
+
+def _fail(batch: list[_Pending], error: BaseException) -> None:
+    _answer(batch, [None] * len(batch), error)
 
 
 class _Connection:
@@ -80,6 +88,9 @@ class _Connection:
             self._level = wanted
         return transaction(self.conn, writes)
 
+    def data_version(self) -> int:
+        return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
 
 class Writer:
     """Applies this process's writes to one store (see the module's docstring)."""
@@ -89,51 +100,41 @@ class Writer:
     ) -> None:
         self._connect = connect
         self._retry = retry
+        self._stopped = False
+        self._syncer: Syncer | None = None
+        # Opened here, not by the writer thread: the loop can use it from the first
+        # write on, whenever that thread gets to run.
+        loop_conn = connect()
+        loop_conn.execute("PRAGMA busy_timeout = 0")  # the lock taken elsewhere: queue instead
         # FULL: the loop's transactions commit at NORMAL and the syncer makes them
         # durable. Any other level the store was given is kept as it is. (Not on
-        # Windows, which cannot fsync a file opened for reading.)
-        self._adaptive = adaptive and os.name == "posix"
-        self._wal_path = ""  # where SQLite puts it: symbolic links resolved
-        self._syncer: Syncer | None = None
-        self._seen_version = 0  # PRAGMA data_version, as the loop's connection last saw it
-        self._thread_version = 0  # and as the writer thread's did
-        self._stopped = False
-        # Held while either connection is in a transaction, so that a write on an
+        # Windows, which cannot fsync a file opened for reading; nor without a file.)
+        self._wal_path = _wal_path(loop_conn) if adaptive and os.name == "posix" else ""
+        self._adaptive = bool(self._wal_path)
+        if self._adaptive:
+            loop_conn.execute("PRAGMA synchronous = NORMAL")  # the syncer syncs
+        self._on_loop: _Connection | None = _Connection(loop_conn, adaptive=False)
+        self._loop_version = self._on_loop.data_version()  # as the loop last saw it
+        self._thread_version = 0  # and the writer thread
+        # Taken while either connection is in a transaction, so that a write on an
         # event loop never waits behind the writer thread's.
         self._gate = threading.Lock()
-        self._direct: _Connection | None = None
         self._batches: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="durable-jobs-sqlite", daemon=True)
         self._thread.start()
 
-    async def write(self, write: Write, *, durable: bool, alone: bool) -> Any:
+    async def write(self, write: Write, *, durable: bool) -> Any:
         """Apply ``write`` in a write transaction; ``durable`` ones are on disk before
-        the answer (claims and releases need not be: losing one loses nothing).
-        ``alone``: nothing in this process could share the transaction."""
-        if alone:
-            with self._direct_connection() as direct:
-                if direct is not None:
-                    try:
-                        return self._apply_alone(direct, write, durable)
-                    except Busy:
-                        pass
-            return await self.submit(write, durable=durable)
+        the answer (claims and releases need not be: losing one loses nothing)."""
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        pending = _Pending(write, durable, loop, loop.create_future())
         batch = self._batches.get(loop)
         if batch is None:
             batch = self._batches[loop] = []
             loop.call_soon(self._flush, loop)
-        batch.append(_Pending(write, durable, loop, future))
-        return await future
-
-    async def submit(self, write: Write, *, durable: bool) -> Any:
-        """Apply ``write`` on the writer thread, which waits for the lock if it must."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._enqueue([_Pending(write, durable, loop, future)])
-        return await future
+        batch.append(pending)
+        return await pending.future
 
     def stop(self) -> None:
         with self._gate:
@@ -142,6 +143,10 @@ class Writer:
         self._thread.join(timeout=10)
         if self._syncer is not None:
             self._syncer.stop()
+        with self._gate:
+            if self._on_loop is not None:
+                self._on_loop.conn.close()
+                self._on_loop = None
         late = []  # queued while stopping, after the thread's last batch
         while True:
             try:
@@ -154,70 +159,59 @@ class Writer:
 
     def _enqueue(self, batch: list[_Pending]) -> None:
         if self._stopped:
-            _settle(batch, [None] * len(batch), StorageError("the SQLite store was closed"))
+            _fail(batch, StorageError("the SQLite store was closed"))
             return
         for item in batch:
             self._queue.put(item)
 
     # -- on the event loop -----------------------------------------------------
 
+    def _quiet(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether nothing else in this process is about to write, as far as the
+        writer can tell; a wrong guess costs only speed. asyncio has no public way to
+        ask what is ready, so a loop without ``_ready`` (not asyncio's own) never is."""
+        if not self._queue.empty() or (self._syncer is not None and not self._syncer.idle()):
+            return False  # callers waiting on those will write again soon
+        return not getattr(loop, "_ready", True)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Apply the loop's batch on its connection; the writer thread gets it if the
+        lock is taken."""
+        batch = self._batches.pop(loop)
+        lone = len(batch) == 1 and self._quiet(loop)
+        try:
+            with self._loop_connection() as conn:
+                if conn is not None and self._apply(conn, batch, on_loop=True, lone=lone):
+                    return
+        except Exception as exc:  # a bug, not a write's failure: fail the batch, not the loop
+            _fail(batch, exc)
+            return
+        self._enqueue(batch)
+
     @contextlib.contextmanager
-    def _direct_connection(self) -> Iterator[_Connection | None]:
+    def _loop_connection(self) -> Iterator[_Connection | None]:
         """The loop's connection under the gate, or None where using it would mean
         waiting (for queued writes, or this process's other transaction)."""
-        direct = self._direct  # opened by the writer thread: opening may wait for a lock
-        if direct is None or not self._queue.empty() or not self._gate.acquire(blocking=False):
+        if not self._queue.empty() or not self._gate.acquire(blocking=False):
             yield None
             return
         try:
-            # Else closed, or closing: stop() holds the gate to say so.
-            yield direct if self._direct is direct and not self._stopped else None
+            yield None if self._stopped else self._on_loop
         finally:
             self._gate.release()
 
-    def _apply_alone(self, direct: _Connection, write: Write, durable: bool) -> Any:
-        try:
-            if durable and self._adaptive:
-                self._get_syncer().check()
-            result = direct.run([write], durable=durable)[0]
-        except (Busy, StorageError):
-            raise
-        except Exception as exc:
-            raise StorageError(f"sqlite write failed: {exc}") from exc
-        generation = self._barrier(direct, durable)
-        if generation:
-            self._get_syncer().sync(generation)
-        return result
-
-    def _barrier(self, direct: _Connection, durable: bool) -> int:
+    def _barrier(self, conn: _Connection, durable: bool) -> int:
         """After a transaction on the loop's connection: the generation its answer
-        must wait for (0: none)."""
-        if not self._adaptive:
-            return 0
-        return self._generation(direct.conn.execute("PRAGMA data_version").fetchone()[0], durable)
-
-    def _generation(self, version: int, durable: bool) -> int:
-        """The generation to wait for, ``version`` being the loop connection's
-        ``data_version`` now. A durable transaction waits for its own fsync. Any
+        must wait for (0: none). A durable transaction waits for its own fsync. Any
         other waits only if what it read may not be on disk yet: this process's
         commits not yet synced, or commits by other connections since the last look
         (they may have committed at NORMAL too, and their writer may not have synced)."""
+        if not self._adaptive:
+            return 0
+        version = conn.data_version()
+        fresh, self._loop_version = version != self._loop_version, version
         syncer = self._get_syncer()
-        fresh, self._seen_version = version != self._seen_version, version
-        if durable or fresh:
-            return syncer.committed()
-        return syncer.unsynced()
-
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        batch = self._batches.pop(loop)
-        try:
-            with self._direct_connection() as direct:
-                if direct is not None and self._apply(direct, batch, direct=True):
-                    return
-        except Exception as exc:  # a bug, not a write's failure: fail the batch, not the loop
-            _settle(batch, [None] * len(batch), exc)
-            return
-        self._enqueue(batch)  # the lock is taken: the writer thread waits for it
+        return syncer.committed() if durable or fresh else syncer.unsynced()
 
     def _get_syncer(self) -> Syncer:
         if self._syncer is None:
@@ -229,12 +223,14 @@ class Writer:
 
     # -- either way ------------------------------------------------------------
 
-    def _apply(self, conn: _Connection, batch: list[_Pending], *, direct: bool) -> bool:
-        """Apply ``batch`` in one transaction on ``conn`` and answer it. On the loop
-        (``direct``), a locked database answers nothing and returns False."""
+    def _apply(
+        self, conn: _Connection, batch: list[_Pending], *, on_loop: bool, lone: bool = False
+    ) -> bool:
+        """Apply ``batch`` in one transaction on ``conn`` and answer it. On the loop,
+        a locked database answers nothing and returns False."""
         writes = [i.write for i in batch]
         durable = any(i.durable for i in batch)
-        if not direct and not durable and self._adaptive:
+        if not on_loop and not durable and self._adaptive:
             # What it reads may come from another process's unsynced commit: FULL
             # syncs the WAL, theirs included, before this commit is visible.
             durable = self._fresh(conn)
@@ -244,7 +240,7 @@ class Writer:
                     self._syncer.check()
                 results = conn.run(writes, durable=durable)
             except Busy:
-                if direct:
+                if on_loop:
                     return False
                 results = self._retry.call(
                     "sqlite write", lambda: conn.run(writes, durable=durable), (Busy,)
@@ -255,41 +251,42 @@ class Writer:
                 raise StorageError(f"sqlite write failed: {exc}") from exc
         except StorageError as exc:
             if len(batch) == 1 or exc.retryable:
-                _settle(batch, [None] * len(batch), exc)
+                _fail(batch, exc)
                 return True
             # One write failed for good (say, the disk is full): give every other
             # write of the batch its own transaction so that only that one fails.
             for item in batch:
-                if not self._apply(conn, [item], direct=direct):
+                if not self._apply(conn, [item], on_loop=on_loop):
                     self._enqueue([item])
             return True
-        generation = self._barrier(conn, durable) if direct else 0
+        generation = self._barrier(conn, durable) if on_loop else 0
         if not generation:
-            _settle(batch, results, None)
+            _answer(batch, results, None)
+        elif lone:
+            self._sync_here(batch, results, generation)
         else:
-            self._get_syncer().after_sync(generation, lambda error: _settle(batch, results, error))
+            self._get_syncer().after_sync(generation, lambda error: _answer(batch, results, error))
         return True
+
+    def _sync_here(self, batch: list[_Pending], results: list[Any], generation: int) -> None:
+        try:
+            self._get_syncer().sync(generation)
+        except StorageError as exc:
+            _fail(batch, exc)
+            return
+        _answer(batch, results, None)
 
     def _fresh(self, conn: _Connection) -> bool:
         """Whether another connection committed since the writer thread last looked."""
-        version = conn.conn.execute("PRAGMA data_version").fetchone()[0]
+        version = conn.data_version()
         fresh, self._thread_version = version != self._thread_version, version
-        return bool(fresh)
+        return fresh
 
     # -- on the writer thread --------------------------------------------------
 
     def _run(self) -> None:
         conn = _Connection(self._connect(), adaptive=self._adaptive)
-        direct = self._connect()
-        direct.execute("PRAGMA busy_timeout = 0")  # a lock held elsewhere: queue instead
-        if self._adaptive:
-            direct.execute("PRAGMA synchronous = NORMAL")  # the syncer syncs
-            main = [row[2] for row in direct.execute("PRAGMA database_list") if row[1] == "main"]
-            self._wal_path = f"{main[0]}-wal" if main and main[0] else ""
-            self._adaptive = bool(self._wal_path)  # a database without a file has no WAL
-            self._seen_version = direct.execute("PRAGMA data_version").fetchone()[0]
-        self._thread_version = conn.conn.execute("PRAGMA data_version").fetchone()[0]
-        self._direct = _Connection(direct, adaptive=False)
+        self._thread_version = conn.data_version()
         try:
             while (first := self._queue.get()) is not None:
                 batch = [first]
@@ -303,12 +300,16 @@ class Writer:
                         break
                     batch.append(item)
                 with self._gate:
-                    self._apply(conn, batch, direct=False)
+                    self._apply(conn, batch, on_loop=False)
         finally:
-            with self._gate:
-                self._direct = None
-                direct.close()
             conn.conn.close()
+
+
+def _wal_path(conn: sqlite3.Connection) -> str:
+    """Where SQLite puts the WAL of ``conn``'s database (symbolic links resolved), or
+    "" for a database without a file."""
+    main = [row[2] for row in conn.execute("PRAGMA database_list") if row[1] == "main"]
+    return f"{main[0]}-wal" if main and main[0] else ""
 
 
 def transaction(conn: sqlite3.Connection, writes: list[Write]) -> list[Any]:

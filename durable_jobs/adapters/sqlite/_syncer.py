@@ -9,7 +9,7 @@ it started, however many.
 
 A committed transaction is visible to other connections a moment before it is on
 disk. It is only answered once it is, and so is a claim that may have read it (the
-writer's ``_barrier``): a power cut in between loses only writes nobody was told
+writer's barrier): a power cut in between loses only writes nobody was told
 about, and no handler ran on them. An fsync that fails leaves the page cache in
 doubt, so every durable write after it fails too, until the store is reopened.
 """
@@ -64,6 +64,11 @@ class Syncer:
         with self._cond:
             self._committed += 1
             return self._committed
+
+    def idle(self) -> bool:
+        """Whether no answer waits for an fsync. Read without the lock: a guess,
+        good enough to decide whether to batch."""
+        return not self._waiting
 
     def unsynced(self) -> int:
         """The generation to wait for before acting on what was read: 0 when every
