@@ -342,7 +342,8 @@ def _due_sql(columns: str, jobs: tuple[str, ...] | None, *, due: bool = True) ->
     parameter (when ``due``) without a claim live at the next, of the jobs given next
     (one parameter each), earliest first, as many as the last."""
     where = "alarm_at IS NOT NULL AND alarm_at <= ?" if due else "alarm_at IS NOT NULL"
-    of_jobs = "" if jobs is None else f" AND job_name IN ({', '.join('?' * len(jobs))})"
+    # "+": the alarm index, not the job index, must lead (cost grows with alarms due)
+    of_jobs = "" if jobs is None else f" AND +job_name IN ({', '.join('?' * len(jobs))})"
     return (
         f"SELECT {columns} FROM instances i LEFT JOIN claims c "  # noqa: S608 - no values
         f"ON c.instance_id = i.instance_id WHERE {where} "
