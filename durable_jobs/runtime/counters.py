@@ -8,8 +8,7 @@ left as they are (SEMANTICS 6).
 
 from __future__ import annotations
 
-import functools
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import attrs
 
@@ -23,6 +22,7 @@ _TEXT = (str, type(None))
 
 @attrs.define(kw_only=True)
 class ContinuousCounters:
+    kind: ClassVar[str] = "continuous"
     run_count: int
     attempt: int
     due_at: float | None = None  # the run in hand's place on the schedule
@@ -34,6 +34,7 @@ class ContinuousCounters:
 
 @attrs.define(kw_only=True)
 class DebounceCounters:
+    kind: ClassVar[str] = "debounce"
     event_count: int
     attempt: int
     started_at: float | None
@@ -46,6 +47,7 @@ class DebounceCounters:
 
 @attrs.define(kw_only=True)
 class TaskCounters:
+    kind: ClassVar[str] = "task"
     event_count: int
     execute_count: int
     attempt: int
@@ -61,6 +63,10 @@ COUNTERS: dict[str, type[Counters]] = {
     "continuous": ContinuousCounters,
     "debounce": DebounceCounters,
     "task": TaskCounters,
+}
+
+_NAMES: dict[type[Counters], tuple[str, ...]] = {
+    cls: tuple(f.name for f in attrs.fields(cls)) for cls in COUNTERS.values()
 }
 
 # What JSON may hold for each counter.
@@ -87,29 +93,45 @@ def load_counters(text: str, instance_id: str, kind: str) -> Counters:
 
 
 def dump_counters(counters: Counters) -> str:
-    return dumps(attrs.asdict(counters, recurse=False))
+    # Spelled out rather than attrs.asdict: every commit dumps its counters. Optional
+    # counters that are unset are left out: shorter to write, and to read back.
+    required = _SCHEMAS[counters.kind][1]
+    return dumps(
+        {
+            name: value
+            for name in _NAMES[type(counters)]
+            if (value := getattr(counters, name)) is not None or name in required
+        }
+    )
 
 
-@functools.lru_cache(maxsize=4096)
 def _parse(text: str, kind: str) -> dict[str, Any]:
-    """``text`` checked against ``kind``'s schema. Cached: a burst of calls to one
-    instance reads the same counters over and over; callers must not change it."""
-    cls = COUNTERS.get(kind)
-    if cls is None:
+    """``text`` checked against ``kind``'s schema."""
+    schema = _SCHEMAS.get(kind)
+    if schema is None:
         raise ValueError(f"unknown kind {kind!r}")
     parsed = loads(text)
     if not isinstance(parsed, dict):
         raise ValueError(f"expected a JSON object, got {type(parsed).__name__}")
-    fields = attrs.fields_dict(cls)
-    unknown = sorted(set(parsed) - set(fields))
-    if unknown:
-        raise ValueError(f"unknown {', '.join(unknown)}")
-    missing = [n for n, f in fields.items() if f.default is attrs.NOTHING and n not in parsed]
-    if missing:
+    names, required = schema
+    if not names.issuperset(parsed):
+        raise ValueError(f"unknown {', '.join(sorted(set(parsed) - names))}")
+    if not required.issubset(parsed):
+        missing = [name for name in _NAMES[COUNTERS[kind]] if name in required - set(parsed)]
         raise ValueError(f"missing {', '.join(missing)}")
     for name, value in parsed.items():
         accepted = _ACCEPTED[name]
-        if isinstance(value, bool) or not isinstance(value, accepted):
+        if type(value) not in accepted:  # exact: a bool is no count, a subclass no JSON
             expected = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
             raise ValueError(f"{name} must be {expected}, got {type(value).__name__}")
     return parsed
+
+
+# Per kind: the names its counters may have, and those they must.
+_SCHEMAS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    kind: (
+        frozenset(f.name for f in attrs.fields(cls)),
+        frozenset(f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING),
+    )
+    for kind, cls in COUNTERS.items()
+}
