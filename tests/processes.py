@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,10 +18,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Every process a test starts, so that teardown can reap what a failing test left.
 spawned: list[subprocess.Popen[Any]] = []
+# Every observing app a test makes: closed at teardown, so that no connection pool is
+# left for the garbage collector (which may run on one of the pool's own threads).
+observers: list[DurableJobs] = []
 
 
 def reap() -> None:
     """Kill and wait for every process still running from the test that just ran."""
+    while observers:
+        asyncio.run(observers.pop().aclose())
     while spawned:
         process = spawned.pop()
         if process.poll() is None:
@@ -84,4 +90,6 @@ def observer(url: str, **options: Any) -> DurableJobs:
     """An app over the same store, for reading what the processes did."""
     from tests.apps.counter import counter
 
-    return create_durable_jobs({"counter": counter}, storage=url, **options)
+    app = create_durable_jobs({"counter": counter}, storage=url, **options)
+    observers.append(app)
+    return app
