@@ -48,7 +48,7 @@ class JobsRuntime:
         self.codec = codec or Codec()
         rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
         self.handlers: dict[str, KindHandler] = {
-            name: HANDLERS[job.kind](name, job, codec=self.codec, storage=storage, rng=rng)
+            name: HANDLERS[job.kind](name, job, codec=self.codec, rng=rng)
             for name, job in jobs.items()
         }
         self.job_names = frozenset(self.handlers)

@@ -11,7 +11,6 @@ from typing import Any
 
 import structlog
 
-from ...adapters.protocols import StorageAdapter
 from ...adapters.records import DeadLetterRecord, InstanceRecord
 from ...jobs.definitions import log_level
 from ...jobs.retry import Retry
@@ -38,11 +37,9 @@ class KindHandler:
         definition: Any,
         *,
         codec: Codec,
-        storage: StorageAdapter,
         rng: random.Random,
     ) -> None:
         self.name = name
-        self.storage = storage
         self.definition = definition
         self.codec = codec
         self.rng = rng
