@@ -5,12 +5,26 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
+from collections import deque
 from collections.abc import Collection, Sequence
 
 import attrs
 
-from .records import Claim, Commit, DeadLetterRecord, InstanceRecord, OutboxEntry
+from .records import (
+    Claim,
+    Commit,
+    DeadLetterRecord,
+    HistoryRecord,
+    InstanceRecord,
+    OutboxEntry,
+    StoreStats,
+    WorkerRecord,
+)
 from .wakeup import Wakeup
+
+
+MAX_EVENTS = 10_000
+"""Events the memory store keeps at most, whether or not a worker trims them."""
 
 
 @attrs.define
@@ -36,10 +50,16 @@ class MemoryStore:
         self._alarms: list[tuple[float, str]] = []
         self._keys: dict[str, set[str]] = {}
         self._dead: dict[str, DeadLetterRecord] = {}
-        self._outbox: dict[int, str] = {}
-        self._outbox_ids = itertools.count(1)
+        self._history: dict[str, deque[HistoryRecord]] = {}
+        self._history_ids = itertools.count(1)
+        self._events: deque[tuple[int, float, str]] = deque()
+        self._event_ids = itertools.count(1)
+        self._last_event = 0
+        self._cursors: dict[str, int] = {}
+        self._workers: dict[str, WorkerRecord] = {}
         self._tokens = itertools.count(1)
         self._wakeup = Wakeup()
+        self._new_events = Wakeup()
 
     async def open(self) -> None:
         return None
@@ -105,42 +125,160 @@ class MemoryStore:
                     heapq.heappush(self._alarms, (alarm, instance_id))
             if commit.idempotency_key is not None and not commit.delete:
                 self._keys.setdefault(instance_id, set()).add(commit.idempotency_key)
+            if commit.delete_dead_letter:
+                self._dead.pop(instance_id, None)
             if commit.dead_letter is not None:
                 self._dead[instance_id] = commit.dead_letter
+            self._add_history(commit)
             for event in commit.events:
-                self._outbox[next(self._outbox_ids)] = event
+                self._last_event = next(self._event_ids)
+                self._events.append((self._last_event, commit.at, event))
+            while len(self._events) > MAX_EVENTS:  # nothing durable to trim it for us
+                self._events.popleft()
             if commit.release:
                 self._release(commit.claim)
         if commit.release or (commit.record is not None and commit.record.alarm_at is not None):
             self._wakeup.fire()
+        if commit.events:
+            self._new_events.fire()
         return True
+
+    def _add_history(self, commit: Commit) -> None:
+        instance_id = commit.claim.instance_id
+        if commit.history_reset:
+            self._history.pop(instance_id, None)
+        if commit.history:
+            rows = self._history.setdefault(instance_id, deque())
+            rows.extend(attrs.evolve(row, id=next(self._history_ids)) for row in commit.history)
+            while commit.history_limit is not None and len(rows) > commit.history_limit:
+                rows.popleft()
 
     async def has_idempotency_key(self, instance_id: str, key: str) -> bool:
         return key in self._keys.get(instance_id, ())
 
-    async def read_dead_letter(self, instance_id: str) -> DeadLetterRecord | None:
-        return self._dead.get(instance_id)
-
     async def list_instances(
-        self, *, job_name: str | None = None, kind: str | None = None, limit: int = 1000
+        self,
+        *,
+        job_name: str | None = None,
+        kind: str | None = None,
+        alarmed: bool | None = None,
+        after: str | None = None,
+        limit: int = 1000,
     ) -> list[InstanceRecord]:
         with self._lock:
             found = [
                 r
                 for r in self._instances.values()
-                if (job_name is None or r.job_name == job_name) and (kind is None or r.kind == kind)
+                if (job_name is None or r.job_name == job_name)
+                and (kind is None or r.kind == kind)
+                and (alarmed is None or (r.alarm_at is not None) == alarmed)
+                and (after is None or r.instance_id > after)
             ]
         return sorted(found, key=lambda r: r.instance_id)[:limit]
 
-    async def take_outbox(self, limit: int) -> list[OutboxEntry]:
+    async def read_history(
+        self, instance_id: str, *, limit: int, before: int | None = None
+    ) -> list[HistoryRecord]:
         with self._lock:
-            ids = sorted(self._outbox)[:limit]
-            return [OutboxEntry(id=i, event=self._outbox[i]) for i in ids]
+            rows = list(self._history.get(instance_id, ()))
+        rows.reverse()
+        return [r for r in rows if before is None or r.id < before][:limit]
 
-    async def ack_outbox(self, ids: Sequence[int]) -> None:
+    async def read_dead_letter(self, instance_id: str) -> DeadLetterRecord | None:
+        return self._dead.get(instance_id)
+
+    async def list_dead_letters(
+        self, *, job_name: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[DeadLetterRecord]:
         with self._lock:
-            for i in ids:
-                self._outbox.pop(i, None)
+            found = [
+                d
+                for d in self._dead.values()
+                if (job_name is None or d.job_name == job_name)
+                and (after is None or d.instance_id > after)
+            ]
+        return sorted(found, key=lambda d: d.instance_id)[:limit]
+
+    async def delete_dead_letter(self, instance_id: str) -> bool:
+        with self._lock:
+            return self._dead.pop(instance_id, None) is not None
+
+    async def read_events(self, after: int, limit: int) -> list[OutboxEntry]:
+        with self._lock:
+            # Ids are consecutive: the position of the first event after ``after``
+            # follows from the id of the oldest one kept.
+            first = self._events[0][0] if self._events else self._last_event + 1
+            start = max(after + 1 - first, 0)
+            chosen = list(itertools.islice(self._events, start, start + limit))
+        return [OutboxEntry(id=i, event=event) for i, _, event in chosen]
+
+    async def last_event_id(self) -> int:
+        return self._last_event
+
+    async def wait_for_events(self, after: int, timeout: float) -> None:
+        if self._last_event <= after:
+            await self._new_events.wait(timeout)
+
+    async def trim_events(self, *, keep: int, before: float) -> int:
+        with self._lock:
+            gone = 0
+            while self._events and (len(self._events) > keep or self._events[0][1] < before):
+                self._events.popleft()
+                gone += 1
+            return gone
+
+    async def read_cursor(self, name: str) -> int:
+        return self._cursors.get(name, 0)
+
+    async def move_cursor(self, name: str, expected: int, to: int) -> bool:
+        with self._lock:
+            if self._cursors.get(name, 0) != expected:
+                return False
+            self._cursors[name] = to
+            return True
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        with self._lock:
+            self._workers[worker.worker_id] = worker
+
+    async def heartbeat_worker(self, worker_id: str, last_seen_at: float, running: int) -> bool:
+        with self._lock:
+            worker = self._workers.get(worker_id)
+            if worker is None:
+                return False
+            self._workers[worker_id] = attrs.evolve(
+                worker, last_seen_at=last_seen_at, running=running
+            )
+            return True
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        with self._lock:
+            self._workers.pop(worker_id, None)
+
+    async def list_workers(self, seen_since: float) -> list[WorkerRecord]:
+        with self._lock:
+            for worker_id in [w.worker_id for w in self._workers.values()]:
+                if self._workers[worker_id].last_seen_at < seen_since:
+                    del self._workers[worker_id]
+            return sorted(self._workers.values(), key=lambda w: w.worker_id)
+
+    async def stats(self, now: float) -> StoreStats:
+        instances: dict[tuple[str, str, bool], int] = {}
+        due: dict[str, int] = {}
+        dead: dict[str, int] = {}
+        with self._lock:
+            for r in self._instances.values():
+                group = (r.job_name, r.kind, r.alarm_at is not None)
+                instances[group] = instances.get(group, 0) + 1
+                if r.alarm_at is not None and r.alarm_at <= now:
+                    due[r.job_name] = due.get(r.job_name, 0) + 1
+            for d in self._dead.values():
+                dead[d.job_name] = dead.get(d.job_name, 0) + 1
+        return StoreStats(
+            instances=tuple(sorted((*k, n) for k, n in instances.items())),
+            due=tuple(sorted(due.items())),
+            dead_letters=tuple(sorted(dead.items())),
+        )
 
     # -- scheduler -------------------------------------------------------------
 

@@ -13,7 +13,16 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Protocol, runtime_checkable
 
-from .records import Claim, Commit, DeadLetterRecord, InstanceRecord, OutboxEntry
+from .records import (
+    Claim,
+    Commit,
+    DeadLetterRecord,
+    HistoryRecord,
+    InstanceRecord,
+    OutboxEntry,
+    StoreStats,
+    WorkerRecord,
+)
 
 
 @runtime_checkable
@@ -25,7 +34,8 @@ class Clock(Protocol):
 
 @runtime_checkable
 class StorageAdapter(Protocol):
-    """Durable instances, claims, idempotency keys, dead letters and the event outbox.
+    """Durable instances, claims, idempotency keys, history, dead letters, the event
+    log and the registry of workers.
 
     Transient faults (a locked database, a dropped connection) must be retried
     within a bound; what still fails must raise ``StorageError`` and leave nothing
@@ -62,8 +72,9 @@ class StorageAdapter(Protocol):
 
         Returns ``False`` (and writes nothing) when the claim was taken over: a stale
         owner can never commit. Writes, in one transaction: the record or its deletion
-        (deleting also drops its idempotency keys), the idempotency key, the dead
-        letter, the outbox events, and the release of the claim when asked.
+        (deleting also drops its idempotency keys, not its history), the idempotency
+        key, the dead letter or its deletion, the history rows and their trimming, the
+        events of the event log, and the release of the claim when asked.
         Implementations may group concurrent commits into one transaction; each is
         still fenced on its own.
         """
@@ -71,19 +82,78 @@ class StorageAdapter(Protocol):
     async def has_idempotency_key(self, instance_id: str, key: str) -> bool:
         """Whether a commit already recorded ``key`` for the instance."""
 
-    async def read_dead_letter(self, instance_id: str) -> DeadLetterRecord | None:
-        """The latest dead-letter record of the instance, if any."""
-
     async def list_instances(
-        self, *, job_name: str | None = None, kind: str | None = None, limit: int = 1000
+        self,
+        *,
+        job_name: str | None = None,
+        kind: str | None = None,
+        alarmed: bool | None = None,
+        after: str | None = None,
+        limit: int = 1000,
     ) -> list[InstanceRecord]:
-        """Instances ordered by id, optionally filtered."""
+        """Instances ordered by id, after ``after`` (exclusive), filtered before the
+        limit: by job, by kind, and by whether an alarm is set (``alarmed``). Served
+        by an index, never a scan of every instance per page."""
 
-    async def take_outbox(self, limit: int) -> list[OutboxEntry]:
-        """The oldest outbox entries, in commit order."""
+    # -- history -------------------------------------------------------------
 
-    async def ack_outbox(self, ids: Sequence[int]) -> None:
-        """Delete delivered outbox entries."""
+    async def read_history(
+        self, instance_id: str, *, limit: int, before: int | None = None
+    ) -> list[HistoryRecord]:
+        """The instance's history rows, newest first, with ids below ``before``."""
+
+    # -- dead letters ----------------------------------------------------------
+
+    async def read_dead_letter(self, instance_id: str) -> DeadLetterRecord | None:
+        """The dead letter of the instance, if any."""
+
+    async def list_dead_letters(
+        self, *, job_name: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[DeadLetterRecord]:
+        """Dead letters ordered by instance id, after ``after`` (exclusive)."""
+
+    async def delete_dead_letter(self, instance_id: str) -> bool:
+        """Remove the instance's dead letter; whether there was one."""
+
+    # -- the event log ---------------------------------------------------------
+
+    async def read_events(self, after: int, limit: int) -> list[OutboxEntry]:
+        """Events with an id above ``after``, in id order, which is commit order:
+        an event with a lower id than one returned is never committed later."""
+
+    async def last_event_id(self) -> int:
+        """The id of the newest event committed, or 0."""
+
+    async def wait_for_events(self, after: int, timeout: float) -> None:
+        """Return when events above ``after`` may have been committed, by any process,
+        or after ``timeout`` seconds."""
+
+    async def trim_events(self, *, keep: int, before: float) -> int:
+        """Delete events beyond the newest ``keep`` and those stamped before
+        ``before``; return how many went. Bounded work per call is allowed."""
+
+    async def read_cursor(self, name: str) -> int:
+        """A named reader's position in the event log (0 if it has none)."""
+
+    async def move_cursor(self, name: str, expected: int, to: int) -> bool:
+        """Set the cursor ``name`` to ``to`` if it is still at ``expected``."""
+
+    # -- workers ---------------------------------------------------------------
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        """Insert or replace the worker's row."""
+
+    async def heartbeat_worker(self, worker_id: str, last_seen_at: float, running: int) -> bool:
+        """Refresh the worker's row; ``False`` when it is gone (it was pruned)."""
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        """Remove the worker's row."""
+
+    async def list_workers(self, seen_since: float) -> list[WorkerRecord]:
+        """Workers seen at or after ``seen_since``, by id; older rows may be pruned."""
+
+    async def stats(self, now: float) -> StoreStats:
+        """Counts of instances, due alarms and dead letters, per job."""
 
 
 @runtime_checkable

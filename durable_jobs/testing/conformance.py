@@ -19,7 +19,14 @@ from typing import Any
 import attrs
 import pytest
 
-from ..adapters.records import Claim, Commit, DeadLetterRecord, InstanceRecord
+from ..adapters.records import (
+    Claim,
+    Commit,
+    DeadLetterRecord,
+    HistoryRecord,
+    InstanceRecord,
+    WorkerRecord,
+)
 
 T0 = 1_800_000_000.0
 LEASE = 30.0
@@ -52,6 +59,49 @@ async def claim(store: Any, instance_id: str, now: float = T0, owner: str = "w1"
 async def put(store: Any, rec: InstanceRecord, now: float = T0, **commit: Any) -> None:
     taken = await claim(store, rec.instance_id, now)
     assert await store.commit(Commit(claim=taken, record=rec, **commit))
+
+
+def dead_letter(instance_id: str = "task:job:a", **fields: Any) -> DeadLetterRecord:
+    kind, job_name, _ = instance_id.split(":", 2)
+    values: dict[str, Any] = {
+        "instance_id": instance_id,
+        "job_name": job_name,
+        "kind": kind,
+        "state": "{}",
+        "meta": '{"attempt":3}',
+        "error": "E: x",
+        "traceback": 'Traceback (most recent call last):\n  File "x.py", line 1\nE: x\n',
+        "attempts": 3,
+        "at": T0,
+    }
+    return DeadLetterRecord(**(values | fields))
+
+
+def run(instance_id: str = "task:job:a", n: int = 0, **fields: Any) -> HistoryRecord:
+    values: dict[str, Any] = {
+        "instance_id": instance_id,
+        "job_name": instance_id.split(":")[1],
+        "trigger": "alarm",
+        "outcome": "ok",
+        "attempt": 1,
+        "started_at": T0 + n,
+        "finished_at": T0 + n + 0.5,
+    }
+    return HistoryRecord(**(values | fields))
+
+
+def worker(worker_id: str = "w1", seen: float = T0, **fields: Any) -> WorkerRecord:
+    values: dict[str, Any] = {
+        "worker_id": worker_id,
+        "host": "host-1",
+        "pid": 4242,
+        "started_at": T0,
+        "last_seen_at": seen,
+        "concurrency": 16,
+        "running": 0,
+        "jobs": ("orders", "hooks"),
+    }
+    return WorkerRecord(**(values | fields))
 
 
 async def test_read_unknown_instance_is_none(store: Any) -> None:
@@ -128,39 +178,163 @@ async def test_delete_removes_record_and_idempotency_keys(store: Any) -> None:
 
 async def test_one_commit_writes_everything_together(store: Any) -> None:
     rec = record(alarm_at=T0)
-    dead = DeadLetterRecord(
-        instance_id=rec.instance_id, job_name="job", state="{}", error="E: x", attempts=3, at=T0
+    dead = dead_letter(rec.instance_id)
+    await put(
+        store,
+        rec,
+        idempotency_key="k",
+        dead_letter=dead,
+        events=('{"type":"a"}',),
+        history=(run(rec.instance_id),),
     )
-    await put(store, rec, idempotency_key="k", dead_letter=dead, events=('{"type":"a"}',))
     assert await store.read(rec.instance_id) == rec
     assert await store.has_idempotency_key(rec.instance_id, "k")
     assert await store.read_dead_letter(rec.instance_id) == dead
-    assert [e.event for e in await store.take_outbox(10)] == ['{"type":"a"}']
+    assert [e.event for e in await store.read_events(0, 10)] == ['{"type":"a"}']
+    [row] = await store.read_history(rec.instance_id, limit=10)
+    assert attrs.evolve(row, id=0) == run(rec.instance_id)
 
 
 async def test_a_refused_commit_writes_nothing(store: Any) -> None:
     stale = await claim(store, "task:job:a")
     await store.claim("task:job:a", "w2", T0 + LEASE + 1, T0 + 3 * LEASE)
-    dead = DeadLetterRecord(
-        instance_id="task:job:a", job_name="job", state=None, error="E", attempts=1, at=T0
-    )
     commit = Commit(
-        claim=stale, record=record(), idempotency_key="k", dead_letter=dead, events=("{}",)
+        claim=stale,
+        record=record(),
+        idempotency_key="k",
+        dead_letter=dead_letter(state=None),
+        events=("{}",),
+        history=(run(),),
     )
     assert not await store.commit(commit)
     assert await store.read("task:job:a") is None
     assert not await store.has_idempotency_key("task:job:a", "k")
     assert await store.read_dead_letter("task:job:a") is None
-    assert await store.take_outbox(10) == []
+    assert await store.read_events(0, 10) == []
+    assert await store.last_event_id() == 0
+    assert await store.read_history("task:job:a", limit=10) == []
 
 
-async def test_outbox_is_taken_in_commit_order_and_acked(store: Any) -> None:
+async def test_events_are_read_in_commit_order_after_an_id(store: Any) -> None:
     for n in range(3):
         await put(store, record(f"task:job:{n}"), events=(f'{{"n":{n}}}',))
-    entries = await store.take_outbox(2)
+    entries = await store.read_events(0, 2)
     assert [json.loads(e.event)["n"] for e in entries] == [0, 1]
-    await store.ack_outbox([e.id for e in entries])
-    assert [json.loads(e.event)["n"] for e in await store.take_outbox(10)] == [2]
+    assert entries[0].id < entries[1].id
+    rest = await store.read_events(entries[1].id, 10)
+    assert [json.loads(e.event)["n"] for e in rest] == [2]
+    assert await store.last_event_id() == rest[0].id
+    assert await store.read_events(rest[0].id, 10) == []
+
+
+async def test_one_commit_s_events_keep_their_order(store: Any) -> None:
+    await put(store, record(), events=tuple(f'{{"n":{n}}}' for n in range(5)))
+    assert [json.loads(e.event)["n"] for e in await store.read_events(0, 10)] == list(range(5))
+
+
+async def test_trim_events_keeps_the_newest_and_drops_the_old(store: Any) -> None:
+    for n in range(5):
+        await put(store, record(f"task:job:{n}"), events=(f'{{"n":{n}}}',), at=T0 + n)
+    assert await store.trim_events(keep=3, before=T0) == 2
+    assert [json.loads(e.event)["n"] for e in await store.read_events(0, 10)] == [2, 3, 4]
+    assert await store.trim_events(keep=10, before=T0 + 4) == 2
+    left = await store.read_events(0, 10)
+    assert [json.loads(e.event)["n"] for e in left] == [4]
+    assert await store.last_event_id() == left[0].id  # trimming never reuses ids
+
+
+async def test_wait_for_events_wakes_on_a_commit(store: Any) -> None:
+    last = await store.last_event_id()
+    waiting = asyncio.ensure_future(store.wait_for_events(last, 60))
+    await asyncio.sleep(0)
+    await put(store, record(), events=("{}",))
+    await asyncio.wait_for(waiting, 5)  # far below the 60 s the wait allows
+
+
+async def test_cursors_move_only_from_where_they_are(store: Any) -> None:
+    assert await store.read_cursor("tracker") == 0
+    assert await store.move_cursor("tracker", 0, 7)
+    assert not await store.move_cursor("tracker", 0, 9)
+    assert await store.read_cursor("tracker") == 7
+    assert await store.move_cursor("tracker", 7, 9)
+    assert await store.read_cursor("tracker") == 9
+    assert await store.read_cursor("other") == 0
+
+
+async def test_history_is_newest_first_and_kept_to_the_limit(store: Any) -> None:
+    rec = record()
+    for n in range(5):
+        await put(store, rec, history=(run(n=n),), history_limit=3)
+    await put(store, record("task:job:b"), history=(run("task:job:b"),), history_limit=3)
+    rows = await store.read_history(rec.instance_id, limit=10)
+    assert [r.started_at for r in rows] == [T0 + 4, T0 + 3, T0 + 2]
+    assert rows[0].id > rows[1].id > rows[2].id
+    older = await store.read_history(rec.instance_id, limit=10, before=rows[0].id)
+    assert older == rows[1:]
+    assert len(await store.read_history("task:job:b", limit=10)) == 1
+
+
+async def test_history_outlives_deletion_until_a_reset(store: Any) -> None:
+    rec = record()
+    await put(store, rec, history=(run(n=0), run(n=1, outcome="failed", error='{"x":1}')))
+    taken = await claim(store, rec.instance_id)
+    assert await store.commit(Commit(claim=taken, delete=True))
+    rows = await store.read_history(rec.instance_id, limit=10)
+    assert [(r.outcome, r.error) for r in rows] == [("failed", '{"x":1}'), ("ok", None)]
+    await put(store, rec, history_reset=True)
+    assert await store.read_history(rec.instance_id, limit=10) == []
+
+
+async def test_dead_letters_are_listed_by_id_and_deleted(store: Any) -> None:
+    for instance_id in ("task:orders:2", "task:orders:1", "debounce:hooks:1"):
+        await put(store, record(instance_id), dead_letter=dead_letter(instance_id))
+    listed = await store.list_dead_letters(limit=2)
+    assert [d.instance_id for d in listed] == ["debounce:hooks:1", "task:orders:1"]
+    assert listed[1] == dead_letter("task:orders:1")
+    after = await store.list_dead_letters(after=listed[-1].instance_id)
+    assert [d.instance_id for d in after] == ["task:orders:2"]
+    assert [d.instance_id for d in await store.list_dead_letters(job_name="hooks")] == [
+        "debounce:hooks:1"
+    ]
+    assert await store.delete_dead_letter("task:orders:1")
+    assert not await store.delete_dead_letter("task:orders:1")
+    assert await store.read_dead_letter("task:orders:1") is None
+
+
+async def test_a_commit_deletes_a_dead_letter_with_its_other_writes(store: Any) -> None:
+    await put(store, record(), dead_letter=dead_letter())
+    await put(store, record(alarm_at=T0), delete_dead_letter=True)
+    assert await store.read_dead_letter("task:job:a") is None
+    assert (await store.read("task:job:a")).alarm_at == T0
+
+
+async def test_workers_register_heartbeat_and_go(store: Any) -> None:
+    await store.register_worker(worker("w1"))
+    await store.register_worker(worker("w2", jobs=()))
+    assert await store.heartbeat_worker("w1", T0 + 10, 3)
+    [w1, w2] = await store.list_workers(T0)
+    assert w1 == worker("w1", seen=T0 + 10, running=3)
+    assert w2.jobs == ()
+    await store.deregister_worker("w2")
+    assert not await store.heartbeat_worker("w2", T0 + 20, 0)
+    assert [w.worker_id for w in await store.list_workers(T0)] == ["w1"]
+    assert [w.worker_id for w in await store.list_workers(T0 + 10)] == ["w1"]
+    assert await store.list_workers(T0 + 11) == []
+
+
+async def test_stats_count_instances_due_alarms_and_dead_letters(store: Any) -> None:
+    await put(store, record("task:orders:1", alarm_at=T0 - 1))
+    await put(store, record("task:orders:2", alarm_at=T0 + 60))
+    await put(store, record("task:orders:3"))
+    await put(store, record("debounce:hooks:1"), dead_letter=dead_letter("debounce:hooks:1"))
+    stats = await store.stats(T0)
+    assert sorted(stats.instances) == [
+        ("hooks", "debounce", False, 1),
+        ("orders", "task", False, 1),
+        ("orders", "task", True, 2),
+    ]
+    assert stats.due == (("orders", 1),)
+    assert stats.dead_letters == (("hooks", 1),)
 
 
 async def test_claim_due_returns_due_alarms_earliest_first(store: Any) -> None:
@@ -269,6 +443,20 @@ async def test_list_instances_filters_by_job_and_kind(store: Any) -> None:
         "debounce:hooks:1"
     ]
     assert len(await store.list_instances(limit=2)) == 2
+
+
+async def test_list_instances_filters_before_the_limit_and_pages(store: Any) -> None:
+    for n in range(6):
+        await put(store, record(f"task:orders:{n}", alarm_at=T0 if n % 2 else None))
+    await put(store, record("task:other:9", alarm_at=T0))
+    first = await store.list_instances(job_name="orders", alarmed=True, limit=2)
+    assert [r.key for r in first] == ["1", "3"]
+    rest = await store.list_instances(
+        job_name="orders", alarmed=True, after=first[-1].instance_id, limit=2
+    )
+    assert [r.key for r in rest] == ["5"]
+    idle = await store.list_instances(kind="task", alarmed=False, limit=10)
+    assert [r.key for r in idle] == ["0", "2", "4"]
 
 
 async def test_wait_for_alarm_wakes_when_an_alarm_is_set(store: Any) -> None:

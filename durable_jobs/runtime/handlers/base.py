@@ -153,8 +153,11 @@ class KindHandler:
         draft.dead_letter = DeadLetterRecord(
             instance_id=draft.instance_id,
             job_name=self.name,
+            kind=self.kind,
             state=draft.state,
+            meta=None,
             error=describe(error),
+            traceback="",
             attempts=attempts,
             at=draft.now,
         )
