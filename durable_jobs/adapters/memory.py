@@ -22,7 +22,6 @@ from .records import (
 )
 from .wakeup import Wakeup
 
-
 MAX_EVENTS = 10_000
 """Events the memory store keeps at most, whether or not a worker trims them."""
 

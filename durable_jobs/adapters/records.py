@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -11,7 +11,9 @@ import attrs
 # The column order of a stored instance, shared by the SQL back-ends.
 INSTANCE_COLUMNS = "instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at"
 DEAD_LETTER_COLUMNS = "instance_id, job_name, kind, state, meta, error, traceback, attempts, at"
-HISTORY_COLUMNS = "id, instance_id, job_name, trig, outcome, attempt, started_at, finished_at, error"
+HISTORY_COLUMNS = (
+    "id, instance_id, job_name, trig, outcome, attempt, started_at, finished_at, error"
+)
 WORKER_COLUMNS = "worker_id, host, pid, started_at, last_seen_at, concurrency, running, jobs"
 
 

@@ -22,6 +22,7 @@ from .worker import Worker
 DEFAULT_LEASE = 30.0
 DEFAULT_CLAIM_WAIT = 30.0
 DEFAULT_MAX_RECOVERIES = 5
+DEFAULT_HISTORY_LIMIT = 100
 
 
 def _positive_seconds(name: str, value: Duration) -> float:
@@ -31,9 +32,9 @@ def _positive_seconds(name: str, value: Duration) -> float:
     return seconds
 
 
-def _check_recoveries(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"invalid max_recoveries {value!r}: expected an int of 0 or more")
+def _count(name: str, value: object, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise ValueError(f"invalid {name} {value!r}: expected an int of {least} or more")
     return value
 
 
@@ -50,6 +51,7 @@ class DurableJobs:
         lease: Duration = DEFAULT_LEASE,
         claim_wait: Duration = DEFAULT_CLAIM_WAIT,
         max_recoveries: int = DEFAULT_MAX_RECOVERIES,
+        history_limit: int = DEFAULT_HISTORY_LIMIT,
         heartbeat: bool = True,
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -57,7 +59,8 @@ class DurableJobs:
         settings = Settings(
             lease=_positive_seconds("lease", lease),
             claim_wait=_positive_seconds("claim_wait", claim_wait),
-            max_recoveries=_check_recoveries(max_recoveries),
+            max_recoveries=_count("max_recoveries", max_recoveries, 0),
+            history_limit=_count("history_limit", history_limit, 1),
             heartbeat=heartbeat,
         )
         if isinstance(storage, tuple):
@@ -66,7 +69,7 @@ class DurableJobs:
         else:
             self.storage_url = storage_url(storage)
             store, scheduler = open_store(self.storage_url, **(storage_options or {}))
-        self.events = EventBus()
+        self.events = EventBus(store)
         self.tracker = tracker
         self.runtimes = Runtimes(
             checked,
@@ -75,7 +78,7 @@ class DurableJobs:
             clock=clock or SystemClock(),
             settings=settings,
             publish=self.events.publish,
-            persist_events=tracker is not None,
+            subscribing=self.events.subscribing,
         )
         self.client = JobsClient(self.runtimes)
         self._sync_client: SyncJobsClient | None = None
@@ -166,6 +169,7 @@ def create_durable_jobs(
     lease: Duration = DEFAULT_LEASE,
     claim_wait: Duration = DEFAULT_CLAIM_WAIT,
     max_recoveries: int = DEFAULT_MAX_RECOVERIES,
+    history_limit: int = DEFAULT_HISTORY_LIMIT,
     **storage_options: Any,
 ) -> DurableJobs:
     """Bind job definitions (keyed by job name) to a store.
@@ -176,7 +180,8 @@ def create_durable_jobs(
     ``claim_wait`` how long a call waits for an instance another process is running
     before it raises a retryable ``StorageError``; ``max_recoveries`` how many times
     in a row an alarm's activation may die without committing before the alarm is
-    dead-lettered. Durations are ``"30 seconds"``, a ``timedelta`` or seconds.
+    dead-lettered; ``history_limit`` how many history rows each instance keeps.
+    Durations are ``"30 seconds"``, a ``timedelta`` or seconds.
     Other keyword arguments are options of the storage back-end.
     """
     return DurableJobs(
@@ -187,5 +192,6 @@ def create_durable_jobs(
         lease=lease,
         claim_wait=claim_wait,
         max_recoveries=max_recoveries,
+        history_limit=history_limit,
         storage_options=storage_options,
     )

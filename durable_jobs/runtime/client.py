@@ -2,28 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, TypeVar, cast, overload
+from typing import (
+    Any,
+    ClassVar,
+    Concatenate,
+    Generic,
+    ParamSpec,
+    Protocol,
+    TypeVar,
+    cast,
+    overload,
+)
 
-from ..adapters.records import InstanceRecord
+import attrs
+
+from ..adapters.records import DeadLetterRecord, InstanceRecord
+from ..errors import ValidationError
 from ..jobs.definitions import Continuous, Debounce, Task
-from .clock import to_datetime
+from . import listing
 from .draft import Draft
 from .handlers import ContinuousHandler, DebounceHandler, KindHandler, TaskHandler
-from .ids import check_id
+from .ids import check_id, split_instance_id
+from .listing import is_overdue
 from .results import (
     AddResult,
     ClearResult,
     ContinuousStatus,
     DeadLetter,
     DebounceStatus,
+    Execution,
     FlushResult,
+    InstanceInfo,
+    Page,
+    PauseResult,
+    RedriveResult,
+    ResumeResult,
     SendResult,
     StartResult,
     TaskState,
     TaskStatus,
     TerminateResult,
     TriggerResult,
+    WorkerInfo,
 )
 from .runtime import JobsRuntime
 from .runtimes import Runtimes
@@ -57,7 +79,7 @@ class _Handle(Generic[H]):
     ) -> T:
         """``operation`` of this job's handler, on instance ``id`` under its claim."""
         runtime, handler = await self._runtime()
-        target = handler.target(check_id(id))
+        target = handler.target(check_id(id), trigger=operation.__name__)
         return await runtime.run(target, lambda draft: operation(handler, draft, *args, **kwargs))
 
     async def _send(
@@ -72,12 +94,20 @@ class _Handle(Generic[H]):
         canonical = handler.check_event(event)
         if idempotency_key is not None:
             check_id(idempotency_key, "idempotency key")
-        target = handler.target(check_id(id), idempotency_key)
+        target = handler.target(check_id(id), idempotency_key, trigger=operation.__name__)
         return await runtime.run(target, lambda draft: operation(handler, draft, canonical))
 
     async def _read(self, id: str) -> tuple[H, InstanceRecord | None]:
         runtime, handler = await self._runtime()
         return handler, await runtime.read(handler, check_id(id))
+
+    async def _overdue(self, record: InstanceRecord | None) -> bool:
+        """Whether the instance's alarm is past due while no live worker serves its job."""
+        now = self._runtimes.clock.now()
+        if record is None or record.alarm_at is None or record.alarm_at >= now:
+            return False  # the common case: nothing to look up
+        served = await self._runtimes.served_jobs()
+        return is_overdue(record.alarm_at, record.job_name, now, served)
 
 
 class ContinuousHandle(_Handle[ContinuousHandler], Generic[S]):
@@ -96,7 +126,8 @@ class ContinuousHandle(_Handle[ContinuousHandler], Generic[S]):
 
     async def status(self, id: str) -> ContinuousStatus:
         handler, record = await self._read(id)
-        return handler.status(record)
+        status = handler.status(record)
+        return attrs.evolve(status, overdue=True) if await self._overdue(record) else status
 
     async def get_state(self, id: str) -> S | None:
         handler, record = await self._read(id)
@@ -105,6 +136,14 @@ class ContinuousHandle(_Handle[ContinuousHandler], Generic[S]):
     async def terminate(self, id: str, reason: str | None = None) -> TerminateResult:
         """Delete the instance's state and alarm; the id can be started again fresh."""
         return await self._run(id, ContinuousHandler.terminate, reason)
+
+    async def pause(self, id: str) -> PauseResult:
+        """Drop the instance's alarm, keeping its state and counters (status ``stopped``)."""
+        return await self._run(id, ContinuousHandler.pause)
+
+    async def resume(self, id: str) -> ResumeResult:
+        """Schedule a paused instance's next run from now."""
+        return await self._run(id, ContinuousHandler.resume)
 
 
 class DebounceHandle(_Handle[DebounceHandler], Generic[E, S]):
@@ -123,7 +162,8 @@ class DebounceHandle(_Handle[DebounceHandler], Generic[E, S]):
 
     async def status(self, id: str) -> DebounceStatus:
         handler, record = await self._read(id)
-        return handler.status(record)
+        status = handler.status(record)
+        return attrs.evolve(status, overdue=True) if await self._overdue(record) else status
 
     async def get_state(self, id: str) -> S | None:
         handler, record = await self._read(id)
@@ -144,7 +184,8 @@ class TaskHandle(_Handle[TaskHandler], Generic[S, E]):
 
     async def status(self, id: str) -> TaskStatus:
         handler, record = await self._read(id)
-        return handler.status(record)
+        status = handler.status(record)
+        return attrs.evolve(status, overdue=True) if await self._overdue(record) else status
 
     async def get_state(self, id: str) -> TaskState[S]:
         handler, record = await self._read(id)
@@ -185,13 +226,92 @@ class JobsClient:
     async def dead_letter(self, instance_id: str) -> DeadLetter | None:
         """What an instance held when it failed for good, or ``None``."""
         runtime = await self._runtimes.current()
-        record = await runtime.storage.read_dead_letter(instance_id)
-        if record is None:
-            return None
+        record = await runtime.storage.read_dead_letter(check_id(instance_id, "instance id"))
+        return None if record is None else self._dead_letter(runtime, record)
+
+    def _dead_letter(self, runtime: JobsRuntime, record: DeadLetterRecord) -> DeadLetter:
+        """The dead letter with its state decoded by its job's schema, where the job is
+        registered and the state still fits; else the state's JSON text."""
         handler = runtime.handlers.get(record.job_name)
         state: Any = record.state
-        if handler is not None and record.state is not None:
-            state = handler.decode_state(record.state)
-        return DeadLetter(
-            record.instance_id, state, record.error, record.attempts, to_datetime(record.at)
+        if handler is not None and handler.kind == record.kind and record.state is not None:
+            with contextlib.suppress(ValidationError):
+                state = handler.decode_state(record.state)
+        return listing.dead_letter(record, state)
+
+    async def dead_letters(
+        self, job: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> Page[DeadLetter]:
+        """Dead letters by instance id, of one job if given."""
+        runtime = await self._runtimes.current()
+        records = await runtime.storage.list_dead_letters(
+            job_name=job, after=cursor, limit=_limit(limit) + 1
         )
+        items = [self._dead_letter(runtime, r) for r in records[:limit]]
+        return Page(items, items[-1].instance_id if len(records) > limit else None)
+
+    async def redrive(self, instance_id: str, state: Any = None) -> RedriveResult:
+        """Re-create a dead-lettered instance from its saved state (or ``state``,
+        validated) and run it now; its dead letter goes in the same commit."""
+        kind, job, key = split_instance_id(instance_id)
+        runtime = await self._runtimes.current()
+        handler = runtime.handlers[self._runtimes.job_name(job, kind)]
+        state_json = None if state is None else handler.check_state(state)[1]
+        target = handler.target(key, trigger="redrive", dead_letter=True)
+        redrive = cast(_Redrives, handler).redrive
+        return await runtime.run(target, lambda draft: redrive(draft, state_json))
+
+    async def discard_dead_letter(self, instance_id: str) -> bool:
+        """Delete an instance's dead letter; whether there was one."""
+        runtime = await self._runtimes.current()
+        return await runtime.storage.delete_dead_letter(check_id(instance_id, "instance id"))
+
+    async def history(self, instance_id: str, limit: int = 50) -> list[Execution]:
+        """The instance's latest runs and failed calls, newest first."""
+        runtime = await self._runtimes.current()
+        rows = await runtime.storage.read_history(
+            check_id(instance_id, "instance id"), limit=_limit(limit)
+        )
+        return [listing.execution(row) for row in rows]
+
+    async def instances(
+        self,
+        job: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[InstanceInfo]:
+        """Instances by id, filtered before the limit; jobs no longer registered too."""
+        wanted = listing.queries(kind, status)
+        limit = _limit(limit)
+        runtime = await self._runtimes.current()
+        records: list[InstanceRecord] = []
+        for each_kind, alarmed in wanted:
+            if len(records) > limit:
+                break
+            records += await runtime.storage.list_instances(
+                job_name=job,
+                kind=each_kind,
+                alarmed=alarmed,
+                after=cursor,
+                limit=limit + 1 - len(records),
+            )
+        now = self._runtimes.clock.now()
+        served = await self._runtimes.served_jobs() if records else frozenset()
+        items = [listing.instance_info(r, now, served) for r in records[:limit]]
+        return Page(items, items[-1].instance_id if len(records) > limit else None)
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers that refreshed their registration within the last three leases."""
+        return [listing.worker_info(w) for w in await self._runtimes.live_workers()]
+
+
+class _Redrives(Protocol):
+    async def redrive(self, draft: Draft[Any], state_json: str | None) -> RedriveResult: ...
+
+
+def _limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+        raise ValueError(f"invalid limit {limit!r}: expected an int from 1 to 10000")
+    return limit

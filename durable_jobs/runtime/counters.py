@@ -18,6 +18,10 @@ from .jsonfast import dumps, loads
 _COUNT = (int,)
 _TIME = (int, float, type(None))
 _TEXT = (str, type(None))
+_ERROR = (dict, str, type(None))  # a failure's record; a bare string before ErrorInfo
+_FLAG = (bool,)
+
+Failure = dict[str, Any] | str | None
 
 
 @attrs.define(kw_only=True)
@@ -26,7 +30,8 @@ class ContinuousCounters:
     run_count: int
     attempt: int
     due_at: float | None = None  # the run in hand's place on the schedule
-    last_error: str | None = None
+    last_error: Failure = None
+    paused: bool = False
 
     def status(self, alarm_at: float | None) -> Literal["running", "stopped"]:
         return "running" if alarm_at is not None else "stopped"
@@ -39,7 +44,7 @@ class DebounceCounters:
     attempt: int
     started_at: float | None
     flush_reason: str | None
-    last_error: str | None = None
+    last_error: Failure = None
 
     def status(self, alarm_at: float | None) -> Literal["debouncing", "idle"]:
         return "debouncing" if self.event_count else "idle"
@@ -51,7 +56,7 @@ class TaskCounters:
     event_count: int
     execute_count: int
     attempt: int
-    last_error: str | None = None
+    last_error: Failure = None
 
     def status(self, alarm_at: float | None) -> Literal["active", "idle"]:
         return "active" if alarm_at is not None else "idle"
@@ -78,7 +83,8 @@ _ACCEPTED: dict[str, tuple[type, ...]] = {
     "due_at": _TIME,
     "started_at": _TIME,
     "flush_reason": _TEXT,
-    "last_error": _TEXT,
+    "last_error": _ERROR,
+    "paused": _FLAG,
 }
 
 
@@ -94,13 +100,15 @@ def load_counters(text: str, instance_id: str, kind: str) -> Counters:
 
 def dump_counters(counters: Counters) -> str:
     # Spelled out rather than attrs.asdict: every commit dumps its counters. Optional
-    # counters that are unset are left out: shorter to write, and to read back.
+    # counters that are unset (None, or a False flag) are left out: shorter to write,
+    # and to read back.
     required = _SCHEMAS[counters.kind][1]
     return dumps(
         {
             name: value
             for name in _NAMES[type(counters)]
-            if (value := getattr(counters, name)) is not None or name in required
+            if ((value := getattr(counters, name)) is not None and value is not False)
+            or name in required
         }
     )
 
@@ -124,7 +132,26 @@ def _parse(text: str, kind: str) -> dict[str, Any]:
         if type(value) not in accepted:  # exact: a bool is no count, a subclass no JSON
             expected = " or ".join("null" if t is type(None) else t.__name__ for t in accepted)
             raise ValueError(f"{name} must be {expected}, got {type(value).__name__}")
+        if type(value) is dict:
+            _check_failure(name, value)
     return parsed
+
+
+_FAILURE_FIELDS: dict[str, tuple[type, ...]] = {
+    "type": (str,),
+    "message": (str,),
+    "traceback": (str,),
+    "at": (int, float),
+    "attempt": (int,),
+}
+
+
+def _check_failure(name: str, value: dict[str, Any]) -> None:
+    if set(value) != set(_FAILURE_FIELDS):
+        raise ValueError(f"{name} must have exactly {', '.join(_FAILURE_FIELDS)}")
+    for field, accepted in _FAILURE_FIELDS.items():
+        if type(value[field]) not in accepted:
+            raise ValueError(f"{name}.{field} must be {accepted[0].__name__}")
 
 
 # Per kind: the names its counters may have, and those they must.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar, cast
 
-from ..adapters.records import DeadLetterRecord, InstanceRecord
+from ..adapters.records import DeadLetterRecord, HistoryRecord, InstanceRecord
 from .clock import to_datetime
 from .counters import Counters, dump_counters, load_counters
 from .events import JobEvent
@@ -24,18 +24,24 @@ class Draft(Generic[C]):
         "_stored_counters",
         "alarm_at",
         "changed",
+        "commit_on_error",
+        "created",
         "created_at",
         "dead_letter",
         "deleted",
         "events",
         "exists",
+        "found_dead_letter",
+        "history",
         "idempotency_key",
         "instance_id",
         "job_name",
         "key",
         "kind",
         "now",
+        "redriven",
         "state",
+        "trigger",
     )
 
     def __init__(
@@ -47,6 +53,7 @@ class Draft(Generic[C]):
         key: str,
         record: InstanceRecord | None,
         now: float,
+        trigger: str = "alarm",
     ) -> None:
         self.instance_id = instance_id
         self.kind = kind
@@ -66,6 +73,15 @@ class Draft(Generic[C]):
         self.deleted = False
         self.idempotency_key: str | None = None
         self.dead_letter: DeadLetterRecord | None = None
+        # What started this call: the client method's name, or "alarm".
+        self.trigger = trigger
+        self.history: list[HistoryRecord] = []
+        self.created = False  # made by this call: its id's old history goes
+        # Set by a handler about to raise to its caller: commit the failure's
+        # bookkeeping (last_error, history) before the error is raised.
+        self.commit_on_error = False
+        self.found_dead_letter: DeadLetterRecord | None = None  # read for a redrive
+        self.redriven = False  # the commit deletes the dead letter
 
     @property
     def counters(self) -> C:
@@ -81,8 +97,15 @@ class Draft(Generic[C]):
     def counters(self, value: C) -> None:
         self._counters = value
 
+    def stored_meta(self) -> str | None:
+        """The counters as JSON: as changed if they were read, else as stored."""
+        if self._counters is not None:
+            return dump_counters(self._counters)
+        return self._stored_counters
+
     def create(self, counters: C) -> None:
         self.exists = True
+        self.created = True
         self.created_at = self.now
         self.counters = counters
         self.changed = True

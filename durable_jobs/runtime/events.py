@@ -1,16 +1,23 @@
-"""Telemetry events and the in-process bus that hands them to subscribers."""
+"""Telemetry events: the durable event log's subscribers and the in-process listeners."""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import attrs
+import structlog
+
+from ..adapters.protocols import StorageAdapter
+from ..errors import StorageError
+
+log = structlog.get_logger("durable_jobs.events")
 
 EVENT_TYPES = (
     "job.started",
@@ -21,12 +28,22 @@ EVENT_TYPES = (
     "debounce.started",
     "debounce.flushed",
     "task.scheduled",
+    "job.paused",
+    "job.resumed",
 )
+
+POLL = 1.0
+"""Seconds between reads of the event log when no wake-up comes."""
+BATCH = 500
 
 
 @attrs.frozen(kw_only=True)
 class JobEvent:
-    """One telemetry event. Fields of its own are in ``data`` and readable as attributes."""
+    """One telemetry event. Fields of its own are in ``data`` and readable as attributes.
+
+    ``id`` is its place in the event log (increasing in commit order); ``None`` for
+    an event handed to in-process listeners as its call committed.
+    """
 
     type: str
     instance_id: str
@@ -34,6 +51,7 @@ class JobEvent:
     job_type: str
     at: datetime
     data: Mapping[str, Any] = attrs.field(factory=dict)
+    id: int | None = None
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -46,6 +64,7 @@ class JobEvent:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **({} if self.id is None else {"id": self.id}),
             "type": self.type,
             "instance_id": self.instance_id,
             "job_name": self.job_name,
@@ -58,30 +77,102 @@ class JobEvent:
         return json.dumps(self.to_dict(), default=str, separators=(",", ":"), ensure_ascii=False)
 
     @classmethod
-    def from_json(cls, text: str) -> JobEvent:
+    def from_json(cls, text: str, id: int | None = None) -> JobEvent:
         raw = json.loads(text)
+        raw.pop("id", None)
         common = {k: raw.pop(k) for k in ("type", "instance_id", "job_name", "job_type")}
         at = datetime.fromisoformat(raw.pop("at")).astimezone(UTC)
-        return cls(at=at, data=raw, **common)
+        return cls(at=at, data=raw, id=id, **common)
 
 
 _CLOSED: Any = object()
 
 
 class Subscription:
-    """An async iterator over the events committed after it was made.
+    """An async iterator over the events committed after it was made, by any process
+    sharing the store, in commit order; optionally of one instance or one job.
 
+    It tails the store's event log from the position the log had when it was made.
     Closing it ends the iteration once the events received before are consumed.
     """
 
-    def __init__(self, bus: EventBus) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        storage: StorageAdapter,
+        *,
+        instance_id: str | None = None,
+        job: str | None = None,
+        after: int | None = None,
+    ) -> None:
         self._bus = bus
+        self._storage = storage
+        self._instance_id = instance_id
+        self._job = job
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[JobEvent] = asyncio.Queue()
+        self.positioned: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._position: int | None = None
+        self._tail = self._loop.create_task(self._follow(after))
+        self._finish: asyncio.Task[None] | None = None
+        bus.settling(self)
 
-    def _put(self, event: JobEvent) -> None:
-        with contextlib.suppress(RuntimeError):  # the subscriber's loop has closed
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
+    def _wants(self, event: JobEvent) -> bool:
+        return (self._instance_id is None or event.instance_id == self._instance_id) and (
+            self._job is None or event.job_name == self._job
+        )
+
+    async def _follow(self, after: int | None) -> None:
+        try:
+            self._position = after if after is not None else await self._start()
+        finally:
+            if not self.positioned.done():
+                self.positioned.set_result(None)
+            self._bus.settled(self)
+        while True:
+            try:
+                read = await self._read()
+            except StorageError as exc:
+                log.warning("events.read_failed", error=str(exc))
+                await asyncio.sleep(POLL)
+                continue
+            if read < BATCH:
+                with contextlib.suppress(StorageError):
+                    await self._storage.wait_for_events(self._position, POLL)
+
+    async def _read(self) -> int:
+        """Queue the next events of the log; return how many were read."""
+        assert self._position is not None
+        entries = await self._storage.read_events(self._position, BATCH)
+        for entry in entries:
+            self._position = entry.id
+            event = JobEvent.from_json(entry.event, entry.id)
+            if self._wants(event):
+                self._queue.put_nowait(event)
+        return len(entries)
+
+    async def _catch_up(self) -> None:
+        """After a close: queue what was committed before it, then the end."""
+        self._tail.cancel()
+        await asyncio.gather(self._tail, return_exceptions=True)
+        try:
+            if self._position is not None:
+                last = await self._storage.last_event_id()
+                while self._position < last and await self._read():
+                    pass
+        except StorageError as exc:
+            log.warning("events.read_failed", error=str(exc))
+        finally:
+            self._queue.put_nowait(_CLOSED)
+            self._bus.settled(self)
+
+    async def _start(self) -> int:
+        while True:
+            try:
+                return await self._storage.last_event_id()
+            except StorageError as exc:
+                log.warning("events.read_failed", error=str(exc))
+                await asyncio.sleep(POLL)
 
     def __aiter__(self) -> Subscription:
         return self
@@ -94,46 +185,90 @@ class Subscription:
         return event
 
     def close(self) -> None:
-        self._bus.unsubscribe(self)
-        self._put(_CLOSED)  # wakes an iterator waiting for the next event
+        if self._finish is not None:
+            return
+        # Commits from now on wait until the catch-up has read where the log ends.
+        self._bus.settling(self)
+        with contextlib.suppress(RuntimeError):  # the subscriber's loop has closed
+            self._loop.call_soon_threadsafe(self._end)
+
+    def _end(self) -> None:
+        if self._finish is None:
+            self._finish = self._loop.create_task(self._catch_up())
 
     async def __aenter__(self) -> Subscription:
+        await asyncio.wrap_future(self.positioned)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
+        self._tail.cancel()
+        await asyncio.gather(self._tail, return_exceptions=True)
+        if self._finish is not None:
+            self._finish.cancel()
+            await asyncio.gather(self._finish, return_exceptions=True)
 
 
 class EventBus:
-    """Delivers committed events to subscribers and listeners, in commit order."""
+    """Subscriptions to the store's event log, and in-process listeners of the events
+    each call of this process commits (the test runtime's record, metrics)."""
 
-    def __init__(self) -> None:
+    def __init__(self, storage: StorageAdapter) -> None:
+        self._storage = storage
         self._lock = threading.Lock()
-        self._subscriptions: list[Subscription] = []
+        self._settling: dict[Subscription, concurrent.futures.Future[None]] = {}
         self._listeners: list[Callable[[JobEvent], None]] = []
 
-    def subscribe(self) -> Subscription:
-        """Start receiving events; call from the event loop that will iterate."""
-        subscription = Subscription(self)
-        with self._lock:
-            self._subscriptions.append(subscription)
-        return subscription
+    def subscribe(
+        self,
+        instance_id: str | None = None,
+        job: str | None = None,
+        *,
+        after: int | None = None,
+    ) -> Subscription:
+        """Events committed from now on (or after event id ``after``), of one instance
+        or one job if given. Call from the event loop that will iterate."""
+        return Subscription(self, self._storage, instance_id=instance_id, job=job, after=after)
 
-    def unsubscribe(self, subscription: Subscription) -> None:
-        with self._lock, contextlib.suppress(ValueError):
-            self._subscriptions.remove(subscription)
+    def settling(self, subscription: Subscription) -> None:
+        """``subscription`` is reading where the log ends (it starts, or it closes)."""
+        with self._lock:
+            if subscription not in self._settling:
+                self._settling[subscription] = concurrent.futures.Future()
+
+    def settled(self, subscription: Subscription) -> None:
+        with self._lock:
+            done = self._settling.pop(subscription, None)
+        if done is not None:
+            done.set_result(None)
+
+    def subscribing(self) -> Awaitable[None] | None:
+        """While a subscription is reading where the log ends, something to await
+        before committing, so that the commit's events fall after that point: seen by
+        a subscription that starts, not by one that closes."""
+        if not self._settling:
+            return None
+        with self._lock:
+            waiting = list(self._settling.values())
+        return _all_settled(waiting)
 
     def add_listener(self, listener: Callable[[JobEvent], None]) -> None:
         with self._lock:
             self._listeners.append(listener)
 
-    @property
-    def active(self) -> bool:
-        return bool(self._subscriptions or self._listeners)
-
     def publish(self, events: Iterable[JobEvent]) -> None:
+        if not self._listeners:
+            return
         with self._lock:
-            targets = [*self._listeners, *(s._put for s in self._subscriptions)]
+            targets = list(self._listeners)
         for event in events:
             for target in targets:
                 target(event)
+
+
+async def _all_settled(waiting: list[concurrent.futures.Future[None]]) -> None:
+    # Bounded: a subscriber whose loop is blocked must not stop commits for long.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(5.0):
+            for future in waiting:
+                await asyncio.wrap_future(future)

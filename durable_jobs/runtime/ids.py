@@ -51,3 +51,18 @@ def _check_characters(key: str, what: str) -> None:
                 f"invalid {what} {key!r}: contains the {kind} U+{ord(char):04X}"
                 + (f" ({name})" if name else "")
             )
+
+
+KINDS = ("continuous", "debounce", "task")
+
+
+def split_instance_id(instance_id: object) -> tuple[str, str, str]:
+    """``KIND:JOB:ID`` → its three parts, each checked."""
+    text = check_id(instance_id, "instance id")
+    kind, job, key = [*text.split(":", 2), "", ""][:3]
+    if kind not in KINDS or not job or not key:
+        raise ValidationError(
+            f"invalid instance id {text!r}: expected KIND:JOB:ID with KIND one of "
+            f"{', '.join(KINDS)}"
+        )
+    return kind, job, key

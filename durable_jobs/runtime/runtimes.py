@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import attrs
 
 from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
+from ..adapters.records import WorkerRecord
 from ..errors import JobNotFoundError
 from ..jobs.definitions import JobDefinition
 from .events import JobEvent
+from .listing import LIVE_LEASES
 from .runtime import JobsRuntime
 
 
@@ -27,6 +30,7 @@ class Settings:
     lease: float
     claim_wait: float
     max_recoveries: int
+    history_limit: int = 100
     heartbeat: bool = True
 
 
@@ -46,7 +50,7 @@ class Runtimes:
         clock: Clock,
         settings: Settings,
         publish: Callable[[list[JobEvent]], None],
-        persist_events: bool,
+        subscribing: Callable[[], Awaitable[None] | None],
     ) -> None:
         self.jobs = dict(jobs)
         self.storage = storage
@@ -55,12 +59,13 @@ class Runtimes:
         self.settings = settings
         self._names = {id(job): name for name, job in self.jobs.items()}
         self._publish = publish
-        self._persist_events = persist_events
+        self._subscribing = subscribing
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobsRuntime] = (
             weakref.WeakKeyDictionary()
         )
         self._lock = threading.Lock()
         self._opened = False
+        self._served: tuple[float, frozenset[str]] | None = None
 
     def job_name(self, job: object, kind: str) -> str:
         """The registered name of ``job`` (a definition or a name) of the given kind."""
@@ -97,12 +102,26 @@ class Runtimes:
             scheduler=self.scheduler,
             clock=self.clock,
             publish=self._publish,
-            persist_events=self._persist_events,
+            subscribing=self._subscribing,
             lease=settings.lease,
             claim_wait=settings.claim_wait,
             max_recoveries=settings.max_recoveries,
+            history_limit=settings.history_limit,
             heartbeat=settings.heartbeat,
         )
+
+    async def live_workers(self) -> list[WorkerRecord]:
+        """Workers that refreshed their row within the last three leases."""
+        now = self.clock.now()
+        return await self.storage.list_workers(now - LIVE_LEASES * self.settings.lease)
+
+    async def served_jobs(self) -> frozenset[str]:
+        """The jobs some live worker serves; read again after a third of a lease."""
+        now = time.monotonic()
+        if self._served is None or now - self._served[0] > self.settings.lease / 3:
+            jobs = frozenset(job for w in await self.live_workers() for job in w.jobs)
+            self._served = (now, jobs)
+        return self._served[1]
 
     async def close_current(self) -> None:
         """Release the running loop's claims; close the store once no loop uses it."""

@@ -72,6 +72,8 @@ class Target:
     job_name: str
     key: str
     idempotency_key: str | None = None
+    trigger: str = "alarm"  # what the history calls the call: a client method or "alarm"
+    dead_letter: bool = False  # read the instance's dead letter into the draft (redrive)
 
 
 class _Activation:
@@ -93,9 +95,10 @@ class InstanceShell:
         clock: Clock,
         *,
         publish: Callable[[list[JobEvent]], None],
-        persist_events: bool = False,
+        subscribing: Callable[[], Awaitable[None] | None] = lambda: None,
         lease: float = 30.0,
         claim_wait: float = 30.0,
+        history_limit: int = 100,
         heartbeat: bool = True,
     ) -> None:
         self.storage = storage
@@ -103,8 +106,9 @@ class InstanceShell:
         self.owner = uuid.uuid4().hex
         self.lease = lease
         self.claim_wait = claim_wait
+        self.history_limit = history_limit
         self._publish = publish
-        self._persist_events = persist_events
+        self._subscribing = subscribing
         self._heartbeat_enabled = heartbeat
         self._heartbeat: asyncio.Task[None] | None = None
         self._activations: dict[str, _Activation] = {}
@@ -177,20 +181,30 @@ class InstanceShell:
             await self._acquire(target.instance_id, activation)
         running = _Running(target.instance_id)
         outer = _running.set((*_running.get(), running))
+        draft: Draft[Any] | None = None
         try:
-            draft: Draft[Any] = Draft(
+            draft = Draft(
                 instance_id=target.instance_id,
                 kind=target.kind,
                 job_name=target.job_name,
                 key=target.key,
                 record=activation.record,
                 now=self.clock.now(),
+                trigger=target.trigger,
             )
             if target.idempotency_key is not None:
                 await self._refuse_duplicate(draft, target.idempotency_key)
+            if target.dead_letter:
+                draft.found_dead_letter = await self.storage.read_dead_letter(target.instance_id)
             result = await operation(draft)
         except BaseException as exc:
-            if isinstance(exc, HandlerAbandoned) or (
+            running.active = False
+            if draft is not None and draft.commit_on_error and isinstance(exc, Exception):
+                # The call failed, and says so to its caller, but its failure is kept
+                # on the instance (SEMANTICS 15); its event's key is not spent.
+                draft.idempotency_key = None
+                await self._commit(target, activation, draft)
+            elif isinstance(exc, HandlerAbandoned) or (
                 isinstance(exc, Exception) and expire_on_error and activation.users == 1
             ):
                 activation.claim = activation.record = None  # forgotten here, expires there
@@ -200,6 +214,10 @@ class InstanceShell:
         finally:
             running.active = False
             _running.reset(outer)
+        await self._commit(target, activation, draft)
+        return result
+
+    async def _commit(self, target: Target, activation: _Activation, draft: Draft[Any]) -> None:
         claim = activation.claim
         assert claim is not None  # kept or renewed, but still ours
         release = activation.users == 1  # nobody queued behind us in this process
@@ -210,9 +228,16 @@ class InstanceShell:
             delete=draft.deleted,
             idempotency_key=draft.idempotency_key,
             dead_letter=draft.dead_letter,
-            events=tuple(e.to_json() for e in draft.events) if self._persist_events else (),
+            delete_dead_letter=draft.redriven,
+            events=tuple(e.to_json() for e in draft.events),
+            history=tuple(draft.history),
+            history_reset=draft.created,
+            history_limit=self.history_limit if draft.history else None,
+            at=draft.now,
             release=release,
         )
+        if draft.events and (waiting := self._subscribing()) is not None:
+            await waiting  # a subscription made before this commit must see its events
         try:
             committed = await self.storage.commit(commit)
         except BaseException:
@@ -236,7 +261,6 @@ class InstanceShell:
                 activation.claim = None
         if draft.events:
             self._publish(draft.events)
-        return result
 
     async def _refuse_duplicate(self, draft: Draft[Any], key: str) -> None:
         """Refuse an event whose idempotency key the instance already applied; else

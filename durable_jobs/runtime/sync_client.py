@@ -15,13 +15,20 @@ from .results import (
     ContinuousStatus,
     DeadLetter,
     DebounceStatus,
+    Execution,
     FlushResult,
+    InstanceInfo,
+    Page,
+    PauseResult,
+    RedriveResult,
+    ResumeResult,
     SendResult,
     StartResult,
     TaskState,
     TaskStatus,
     TerminateResult,
     TriggerResult,
+    WorkerInfo,
 )
 from .runtimes import Runtimes
 
@@ -117,6 +124,12 @@ class SyncContinuousHandle(Generic[S]):
     def terminate(self, id: str, reason: str | None = None) -> TerminateResult:
         return self._run(self._h.terminate(id, reason))
 
+    def pause(self, id: str) -> PauseResult:
+        return self._run(self._h.pause(id))
+
+    def resume(self, id: str) -> ResumeResult:
+        return self._run(self._h.resume(id))
+
 
 class SyncDebounceHandle(Generic[E, S]):
     def __init__(self, handle: DebounceHandle[E, S], bridge: _Bridge) -> None:
@@ -189,6 +202,33 @@ class SyncJobsClient:
 
     def dead_letter(self, instance_id: str) -> DeadLetter | None:
         return self._bridge.run(self._client.dead_letter(instance_id))
+
+    def dead_letters(
+        self, job: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> Page[DeadLetter]:
+        return self._bridge.run(self._client.dead_letters(job, limit, cursor))
+
+    def redrive(self, instance_id: str, state: Any = None) -> RedriveResult:
+        return self._bridge.run(self._client.redrive(instance_id, state))
+
+    def discard_dead_letter(self, instance_id: str) -> bool:
+        return self._bridge.run(self._client.discard_dead_letter(instance_id))
+
+    def history(self, instance_id: str, limit: int = 50) -> list[Execution]:
+        return self._bridge.run(self._client.history(instance_id, limit))
+
+    def instances(
+        self,
+        job: str | None = None,
+        kind: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[InstanceInfo]:
+        return self._bridge.run(self._client.instances(job, kind, status, limit, cursor))
+
+    def workers(self) -> list[WorkerInfo]:
+        return self._bridge.run(self._client.workers())
 
     def close(self) -> None:
         """Release the claims of the private loop's runtime, then stop that loop."""

@@ -10,6 +10,7 @@ import structlog
 
 from ..adapters.records import Claim
 from ..errors import DurableJobsError
+from .presence import Presence
 from .runtime import JobsRuntime
 from .runtimes import Runtimes
 from .tracker import HttpTracker
@@ -51,6 +52,8 @@ class Worker:
         self._wake = asyncio.Event()
         self._main: asyncio.Task[None] | None = None
         self._tracker: asyncio.Task[None] | None = None
+        self._presence: Presence | None = None
+        self._upkeep: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -62,6 +65,9 @@ class Worker:
     async def start(self) -> None:
         runtime = await self.runtimes.current()
         loop = asyncio.get_running_loop()
+        self._presence = Presence(self.runtimes, runtime.job_names, self.concurrency, self._running)
+        await self._presence.register()
+        self._upkeep = loop.create_task(self._presence.run())
         self._main = loop.create_task(self._run(runtime))
         if self.tracker is not None:
             self._tracker = loop.create_task(self.tracker.run(self.runtimes.storage))
@@ -167,6 +173,10 @@ class Worker:
                     log.warning("worker.abandoned_threads", abandoned=len(stuck))
                 await asyncio.gather(*late, return_exceptions=True)
         await runtime.shell.close()
+        if self._upkeep is not None and self._presence is not None:
+            self._upkeep.cancel()
+            await asyncio.gather(self._upkeep, return_exceptions=True)
+            await self._presence.deregister()
         if self._tracker is not None and self.tracker is not None:
             self._tracker.cancel()
             await asyncio.gather(self._tracker, return_exceptions=True)

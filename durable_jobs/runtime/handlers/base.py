@@ -5,19 +5,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import structlog
 
-from ...adapters.records import DeadLetterRecord, InstanceRecord
+from ...adapters.records import DeadLetterRecord, HistoryRecord, InstanceRecord
+from ...errors import InvalidStateError
 from ...jobs.definitions import log_level
 from ...jobs.retry import Retry
 from ..clock import to_datetime
 from ..codec import Codec
 from ..counters import Counters, load_counters
 from ..draft import Draft
+from ..failures import describe, failure
+from ..jsonfast import dumps, loads
 from ..results import TerminateResult, TriggerResult
 from ..shell import Target
 from ..threads import HandlerThreads, outlive
@@ -77,9 +81,18 @@ class KindHandler:
     def instance_id(self, key: str) -> str:
         return f"{self.kind}:{self.name}:{key}"
 
-    def target(self, key: str, idempotency_key: str | None = None) -> Target:
+    def target(
+        self,
+        key: str,
+        idempotency_key: str | None = None,
+        *,
+        trigger: str = "alarm",
+        dead_letter: bool = False,
+    ) -> Target:
         """Instance ``key`` of this job, as the shell addresses it."""
-        return Target(self.instance_id(key), self.kind, self.name, key, idempotency_key)
+        return Target(
+            self.instance_id(key), self.kind, self.name, key, idempotency_key, trigger, dead_letter
+        )
 
     def check_event(self, event: object) -> Any:
         """``event`` validated against the job's event schema, canonical."""
@@ -122,42 +135,92 @@ class KindHandler:
             result = await result
         return result
 
-    # -- failures ------------------------------------------------------------
+    # -- history and failures ---------------------------------------------------
 
-    def schedule_retry(self, draft: Draft[Any], error: BaseException, attempt: int) -> bool:
-        """Re-arm the alarm for the next try if the policy allows; record the failure."""
-        will_retry = self.retry is not None and attempt < self.retry.max_attempts
+    def ran(
+        self,
+        draft: Draft[Any],
+        outcome: str,
+        attempt: int,
+        started: float,
+        failure: dict[str, Any] | None = None,
+    ) -> float:
+        """Add a history row for a call of user code that began at ``started``
+        (``time.perf_counter()``); return its duration in milliseconds."""
+        elapsed = time.perf_counter() - started
+        if isinstance(failure, dict) and failure["type"] == "TimeoutError" and self.timeout:
+            outcome = "timed_out"
+        draft.history.append(
+            HistoryRecord(
+                instance_id=draft.instance_id,
+                job_name=self.name,
+                trigger=draft.trigger,
+                outcome=outcome,
+                attempt=attempt,
+                started_at=draft.now,
+                finished_at=draft.now + elapsed,
+                error=None if failure is None else dumps(failure),
+            )
+        )
+        return round(elapsed * 1000, 3)
+
+    def will_retry(self, attempt: int) -> bool:
+        return self.retry is not None and attempt < self.retry.max_attempts
+
+    def failed(
+        self,
+        draft: Draft[Any],
+        error: BaseException,
+        attempt: int,
+        started: float,
+        outcome: str,
+    ) -> dict[str, Any]:
+        """Record a failed call of user code on the instance: ``last_error``, a history
+        row and ``job.failed``; re-arm the alarm when ``outcome`` is ``"retrying"``.
+        Returns the failure's record."""
+        info = failure(error, draft.now, attempt)
+        duration_ms = self.ran(draft, outcome, attempt, started, info)
         retry_at = None
-        if will_retry:
+        if outcome == "retrying":
             assert self.retry is not None
             retry_at = draft.now + self.retry.wait_before(attempt + 1, self.rng).total_seconds()
-            draft.update(alarm_at=retry_at, attempt=attempt + 1, last_error=describe(error))
+            draft.update(alarm_at=retry_at, attempt=attempt + 1)
+        if draft.exists:
+            draft.update(last_error=info)
         draft.emit(
             "job.failed",
             error=describe(error),
             attempt=attempt,
-            will_retry=will_retry,
+            will_retry=retry_at is not None,
             retry_at=None if retry_at is None else to_datetime(retry_at).isoformat(),
+            duration_ms=duration_ms,
+            outcome=draft.history[-1].outcome,
         )
         self.log.error(
             "job.failed",
             instance_id=draft.instance_id,
             error=describe(error),
             attempt=attempt,
-            will_retry=will_retry,
+            will_retry=retry_at is not None,
         )
-        return will_retry
+        return info
 
-    def give_up(self, draft: Draft[Any], error: BaseException, attempts: int) -> None:
+    def give_up(
+        self,
+        draft: Draft[Any],
+        error: BaseException,
+        attempts: int,
+        info: dict[str, Any] | None = None,
+    ) -> None:
         """Keep a dead letter of what the instance held, then delete it."""
         draft.dead_letter = DeadLetterRecord(
             instance_id=draft.instance_id,
             job_name=self.name,
             kind=self.kind,
             state=draft.state,
-            meta=None,
+            meta=draft.stored_meta(),
             error=describe(error),
-            traceback="",
+            traceback="" if info is None else info["traceback"],
             attempts=attempts,
             at=draft.now,
         )
@@ -170,6 +233,28 @@ class KindHandler:
             attempts=attempts,
         )
 
+    def take_dead_letter(self, draft: Draft[Any]) -> DeadLetterRecord | None:
+        """The dead letter a redrive re-creates the instance from; the commit deletes it."""
+        dead = draft.found_dead_letter
+        if dead is None:
+            return None
+        if draft.exists:
+            raise InvalidStateError(
+                f"{draft.instance_id} was started again since it was dead-lettered; "
+                "terminate it before redriving its dead letter"
+            )
+        draft.redriven = True
+        return dead
+
+    @staticmethod
+    def dead_counters(dead: DeadLetterRecord) -> dict[str, Any]:
+        """What a dead letter's counters said, as far as they can be read."""
+        try:
+            saved = loads(dead.meta) if dead.meta else {}
+        except ValueError:
+            return {}
+        return saved if isinstance(saved, dict) else {}
+
     async def poisoned(self, draft: Draft[Any], error: BaseException, recoveries: int) -> None:
         """Dead-letter an alarm whose activations keep dying (SEMANTICS 14). Reads
         nothing but the stored state's text, which may be what kills them."""
@@ -180,13 +265,10 @@ class KindHandler:
         draft.emit("job.terminated", reason=reason)
         self.log.info("job.terminated", instance_id=draft.instance_id, reason=reason)
 
-    def executed(self, draft: Draft[Any], **fields: Any) -> None:
-        draft.emit("job.executed", **fields)
-        self.log.debug("job.executed", instance_id=draft.instance_id, **fields)
-
-
-def describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+    def executed(self, draft: Draft[Any], attempt: int, started: float, **fields: Any) -> None:
+        duration_ms = self.ran(draft, "ok", attempt, started)
+        draft.emit("job.executed", attempt=attempt, duration_ms=duration_ms, **fields)
+        self.log.debug("job.executed", instance_id=draft.instance_id, attempt=attempt, **fields)
 
 
 def datetime_or_none(seconds: float | None) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ...adapters.records import InstanceRecord
@@ -9,7 +10,8 @@ from ...jobs.contexts import ContinuousContext, Terminate
 from ..clock import to_datetime
 from ..counters import ContinuousCounters
 from ..draft import Draft
-from ..results import ContinuousStatus, StartResult
+from ..failures import error_info
+from ..results import ContinuousStatus, PauseResult, RedriveResult, ResumeResult, StartResult
 from .base import KindHandler, datetime_or_none
 
 
@@ -50,28 +52,62 @@ class ContinuousHandler(KindHandler):
             attempt=attempt,
             **self.base(draft),
         )
+        started = time.perf_counter()
         try:
             await self.invoke(self.definition.execute, ctx)
         except Terminate as stop:
+            self.ran(draft, "terminated", attempt, started)
             self.terminated(draft, stop.reason)
             return
         except Exception as error:
-            if self.schedule_retry(draft, error, attempt):
-                return
-            if self.retry is not None:
-                self.give_up(draft, error, attempt)
-                return
-            # Without a retry policy a failed run is recorded and the schedule goes on,
-            # the way cron and Celery beat treat a failing periodic task.
-            self.reschedule(draft, run_count)
+            if self.will_retry(attempt):
+                self.failed(draft, error, attempt, started, "retrying")
+            elif self.retry is not None:
+                info = self.failed(draft, error, attempt, started, "dead_lettered")
+                self.give_up(draft, error, attempt, info)
+            else:
+                # Without a retry policy a failed run is recorded and the schedule goes
+                # on, the way cron and Celery beat treat a failing periodic task.
+                self.failed(draft, error, attempt, started, "failed")
+                self.reschedule(draft, run_count)
             return
         state = ctx.state_json if ctx.state_json is not None else draft.state
-        self.reschedule(draft, run_count, state=state, last_error=None)
-        self.executed(draft, run_count=run_count, attempt=attempt)
+        self.reschedule(draft, run_count, state=state)
+        self.executed(draft, attempt, started, run_count=run_count)
 
     def reschedule(self, draft: Draft[ContinuousCounters], run_count: int, **changes: Any) -> None:
-        next_run = self.next_run(draft)
+        """Arm the next run on the schedule; a paused instance stays without an alarm."""
+        next_run = None if draft.counters.paused else self.next_run(draft)
         draft.update(alarm_at=next_run, due_at=next_run, run_count=run_count, attempt=1, **changes)
+
+    async def pause(self, draft: Draft[ContinuousCounters]) -> PauseResult:
+        if not draft.exists or draft.counters.paused:
+            return PauseResult(False)
+        draft.update(alarm_at=None, due_at=None, attempt=1, paused=True)
+        draft.emit("job.paused")
+        return PauseResult(True)
+
+    async def resume(self, draft: Draft[ContinuousCounters]) -> ResumeResult:
+        if not draft.exists or not draft.counters.paused:
+            return ResumeResult(False, datetime_or_none(draft.alarm_at))
+        next_run = self.first_run(draft.now)
+        draft.update(alarm_at=next_run, due_at=next_run, paused=False)
+        draft.emit("job.resumed", next_run_at=to_datetime(next_run).isoformat())
+        return ResumeResult(True, to_datetime(next_run))
+
+    async def redrive(
+        self, draft: Draft[ContinuousCounters], state_json: str | None
+    ) -> RedriveResult:
+        """Start the instance again from its dead letter (or ``state_json``) and run it."""
+        dead = self.take_dead_letter(draft)
+        if dead is None:
+            return RedriveResult(False, draft.instance_id)
+        saved = self.dead_counters(dead)
+        run_count = saved.get("run_count", 0) if isinstance(saved.get("run_count"), int) else 0
+        draft.create(ContinuousCounters(run_count=run_count, attempt=1, due_at=draft.now))
+        draft.update(state=state_json if state_json is not None else dead.state)
+        await self.execute(draft)
+        return RedriveResult(True, draft.instance_id)
 
     def status(self, record: InstanceRecord | None) -> ContinuousStatus:
         if record is None:
@@ -82,4 +118,5 @@ class ContinuousHandler(KindHandler):
             counters.status(record.alarm_at),
             counters.run_count,
             datetime_or_none(record.alarm_at),
+            error_info(counters.last_error),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ...adapters.records import InstanceRecord
@@ -11,7 +12,8 @@ from ..clock import to_datetime
 from ..codec import MAX_PAYLOAD_BYTES, PayloadTooLarge
 from ..counters import DebounceCounters
 from ..draft import Draft
-from ..results import AddResult, ClearResult, DebounceStatus, FlushResult
+from ..failures import error_info
+from ..results import AddResult, ClearResult, DebounceStatus, FlushResult, RedriveResult
 from .base import KindHandler, datetime_or_none
 
 _IDLE: dict[str, Any] = {"event_count": 0, "attempt": 1, "started_at": None, "flush_reason": None}
@@ -36,11 +38,15 @@ class DebounceHandler(KindHandler):
             event_count=count,
             **self.base(draft),
         )
+        started = time.perf_counter()
         try:
             new_state = await self.invoke(self.definition.on_event, ctx)
         except ValidationError:
             raise  # the stored batch no longer fits its schema: not the handler's fault
         except Exception as error:
+            if draft.exists:  # the batch keeps its events, and the failure
+                self.failed(draft, error, draft.counters.attempt, started, "failed")
+                draft.commit_on_error = True
             raise ExecutionError(f"on_event of {self.name} raised {error!r}") from error
         state_json = self._batch_state(draft, new_state, count)
         if not draft.exists:
@@ -89,6 +95,27 @@ class DebounceHandler(KindHandler):
             return
         await self.execute(draft)
 
+    async def redrive(
+        self, draft: Draft[DebounceCounters], state_json: str | None
+    ) -> RedriveResult:
+        """Flush the batch saved in the instance's dead letter (or ``state_json``) now."""
+        dead = self.take_dead_letter(draft)
+        if dead is None:
+            return RedriveResult(False, draft.instance_id)
+        saved = self.dead_counters(dead)
+        count, started = saved.get("event_count"), saved.get("started_at")
+        draft.create(
+            DebounceCounters(
+                event_count=count if isinstance(count, int) else 0,
+                attempt=1,
+                started_at=started if isinstance(started, int | float) else draft.now,
+                flush_reason="manual",  # an operator's flush
+            )
+        )
+        draft.update(state=state_json if state_json is not None else dead.state)
+        await self.execute(draft)
+        return RedriveResult(True, draft.instance_id)
+
     async def execute(self, draft: Draft[DebounceCounters]) -> bool:
         counters = draft.counters
         attempt, count, reason = counters.attempt, counters.event_count, counters.flush_reason
@@ -103,18 +130,23 @@ class DebounceHandler(KindHandler):
             attempt=attempt,
             **self.base(draft),
         )
+        started = time.perf_counter()
         try:
             await self.invoke(self.definition.execute, ctx)
         except Terminate as stop:
+            self.ran(draft, "terminated", attempt, started)
             self.terminated(draft, stop.reason)
             return False
         except Exception as error:
-            if not self.schedule_retry(draft, error, attempt):
-                self.give_up(draft, error, attempt)
+            if self.will_retry(attempt):
+                self.failed(draft, error, attempt, started, "retrying")
+            else:
+                info = self.failed(draft, error, attempt, started, "dead_lettered")
+                self.give_up(draft, error, attempt, info)
             return False
         draft.update(state=None, alarm_at=None, **_IDLE)
         draft.emit("debounce.flushed", event_count=count, flush_reason=reason, attempt=attempt)
-        self.executed(draft, event_count=count, flush_reason=reason, attempt=attempt)
+        self.executed(draft, attempt, started, event_count=count, flush_reason=reason)
         return True
 
     def status(self, record: InstanceRecord | None) -> DebounceStatus:
@@ -126,4 +158,5 @@ class DebounceHandler(KindHandler):
             counters.status(record.alarm_at),
             counters.event_count,
             datetime_or_none(record.alarm_at),
+            error_info(counters.last_error),
         )

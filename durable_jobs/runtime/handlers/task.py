@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,7 +15,8 @@ from ...jobs.durations import parse_duration
 from ..clock import to_datetime
 from ..counters import TaskCounters
 from ..draft import Draft
-from ..results import SendResult, TaskState, TaskStatus
+from ..failures import error_info
+from ..results import RedriveResult, SendResult, TaskState, TaskStatus
 from .base import KindHandler, datetime_or_none
 
 # Epoch seconds before this (2001-09-09) are almost surely a duration passed by mistake.
@@ -42,13 +44,20 @@ def to_instant(when: object, now: datetime) -> datetime:
 
 def _snapshot(draft: Draft[TaskCounters]) -> tuple[Any, ...]:
     """What a handler call may change in the draft, to undo it if the call fails."""
-    return draft.state, draft.alarm_at, attrs.evolve(draft.counters), len(draft.events)
+    return (
+        draft.state,
+        draft.alarm_at,
+        attrs.evolve(draft.counters),
+        len(draft.events),
+        len(draft.history),
+    )
 
 
 def _restore(draft: Draft[TaskCounters], saved: tuple[Any, ...]) -> None:
-    draft.state, draft.alarm_at, counters, emitted = saved
+    draft.state, draft.alarm_at, counters, emitted, ran = saved
     draft.counters = attrs.evolve(counters)
     del draft.events[emitted:]
+    del draft.history[ran:]
 
 
 class TaskHandler(KindHandler):
@@ -83,6 +92,7 @@ class TaskHandler(KindHandler):
             draft.emit("job.started")
         ctx = self._context(draft, first_event=draft.state is None)
         before = _snapshot(draft)
+        started = time.perf_counter()
         try:
             await self.invoke(self.definition.on_event, event, ctx)
             draft.update(event_count=draft.counters.event_count + 1)
@@ -93,9 +103,14 @@ class TaskHandler(KindHandler):
         except Exception as error:
             _restore(draft, before)
             if self.definition.on_error is None:
+                cause = error.__cause__ if isinstance(error, ExecutionError) else error
+                if not created:  # an instance that exists keeps the failure
+                    self.failed(draft, cause or error, draft.counters.attempt, started, "failed")
+                    draft.commit_on_error = True
                 if isinstance(error, ExecutionError):  # on_idle's, already named
                     raise
                 raise ExecutionError(f"on_event of {self.name} raised {error!r}") from error
+            self.failed(draft, error, draft.counters.attempt, started, "failed")
             await self._on_error(draft, error)
         return SendResult(created, draft.instance_id, datetime_or_none(draft.alarm_at))
 
@@ -107,24 +122,47 @@ class TaskHandler(KindHandler):
         draft.update(alarm_at=None)  # the alarm has fired; handlers may set a new one
         ctx = self._context(draft)
         before = _snapshot(draft)
+        started = time.perf_counter()
         try:
             await self.invoke(self.definition.execute, ctx)
             count = draft.counters.execute_count + 1
             draft.update(execute_count=count, attempt=1)
-            self.executed(draft, execute_count=count, attempt=attempt)
+            self.executed(draft, attempt, started, execute_count=count)
             await self._then_idle(draft, ctx)
         except Terminate as stop:
+            if len(draft.history) == before[4]:  # execute itself stopped, not on_idle
+                self.ran(draft, "terminated", attempt, started)
             self.terminated(draft, stop.reason)
             return
         except Exception as error:
             _restore(draft, before)
-            if self.schedule_retry(draft, error, attempt):
-                return
-            if self.definition.on_error is None:
-                self.give_up(draft, error, attempt)
-                return
-            draft.update(attempt=1)
-            await self._on_error(draft, error)
+            if self.will_retry(attempt):
+                self.failed(draft, error, attempt, started, "retrying")
+            elif self.definition.on_error is None:
+                info = self.failed(draft, error, attempt, started, "dead_lettered")
+                self.give_up(draft, error, attempt, info)
+            else:
+                self.failed(draft, error, attempt, started, "failed")
+                draft.update(attempt=1)
+                await self._on_error(draft, error)
+
+    async def redrive(self, draft: Draft[TaskCounters], state_json: str | None) -> RedriveResult:
+        """Run ``execute`` now on the state saved in the dead letter (or ``state_json``)."""
+        dead = self.take_dead_letter(draft)
+        if dead is None:
+            return RedriveResult(False, draft.instance_id)
+        saved = self.dead_counters(dead)
+        events, runs = saved.get("event_count"), saved.get("execute_count")
+        draft.create(
+            TaskCounters(
+                event_count=events if isinstance(events, int) else 0,
+                execute_count=runs if isinstance(runs, int) else 0,
+                attempt=1,
+            )
+        )
+        draft.update(state=state_json if state_json is not None else dead.state)
+        await self.execute(draft)
+        return RedriveResult(True, draft.instance_id)
 
     async def _on_error(self, draft: Draft[TaskCounters], error: Exception) -> None:
         ctx = self._context(draft)
@@ -136,7 +174,9 @@ class TaskHandler(KindHandler):
             self.terminated(draft, stop.reason)
         except Exception as second:
             _restore(draft, before)
-            self.give_up(draft, second, draft.counters.attempt)
+            attempt = draft.counters.attempt
+            info = self.failed(draft, second, attempt, time.perf_counter(), "dead_lettered")
+            self.give_up(draft, second, attempt, info)
 
     async def _then_idle(self, draft: Draft[TaskCounters], ctx: TaskContext[Any]) -> None:
         """Apply a handler's buffered writes, then give ``on_idle`` its turn.
@@ -174,6 +214,7 @@ class TaskHandler(KindHandler):
             counters.status(record.alarm_at),
             datetime_or_none(record.alarm_at),
             counters.event_count,
+            error_info(counters.last_error),
         )
 
     def get_state(self, record: InstanceRecord | None) -> TaskState[Any]:

@@ -1,0 +1,77 @@
+"""A worker's row in the store's registry, and the upkeep it does while it lives."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Sized
+
+import structlog
+
+from ..adapters.records import WorkerRecord
+from ..errors import StorageError
+from .runtimes import Runtimes
+
+log = structlog.get_logger("durable_jobs.worker")
+
+EVENTS_KEPT = 10_000
+"""Events the log keeps at most; older ones are trimmed by the workers."""
+EVENTS_MAX_AGE = 24 * 3600.0
+"""Seconds an event is kept at most."""
+TRIM_EVERY = 60.0
+
+
+class Presence:
+    """Registers a worker, refreshes its row every third of a lease, trims the event
+    log now and then, and deregisters on a clean stop (SEMANTICS: workers)."""
+
+    def __init__(
+        self, runtimes: Runtimes, jobs: frozenset[str], concurrency: int, running: Sized
+    ) -> None:
+        self.runtimes = runtimes
+        self.worker_id = uuid.uuid4().hex
+        self.jobs = tuple(sorted(jobs))
+        self.concurrency = concurrency
+        self._running = running  # the handlers running now
+        self._started_at = runtimes.clock.now()
+
+    def _record(self, now: float) -> WorkerRecord:
+        return WorkerRecord(
+            worker_id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=self._started_at,
+            last_seen_at=now,
+            concurrency=self.concurrency,
+            running=len(self._running),
+            jobs=self.jobs,
+        )
+
+    async def register(self) -> None:
+        await self.runtimes.storage.register_worker(self._record(self.runtimes.clock.now()))
+
+    async def run(self) -> None:
+        """Refresh the row and trim the event log until cancelled."""
+        storage = self.runtimes.storage
+        interval = self.runtimes.settings.lease / 3
+        trimmed_at = 0.0
+        while True:
+            await asyncio.sleep(interval)
+            now = self.runtimes.clock.now()
+            try:
+                running = len(self._running)
+                if not await storage.heartbeat_worker(self.worker_id, now, running):
+                    await storage.register_worker(self._record(now))  # pruned meanwhile
+                if now - trimmed_at >= TRIM_EVERY:
+                    trimmed_at = now
+                    await storage.trim_events(keep=EVENTS_KEPT, before=now - EVENTS_MAX_AGE)
+            except StorageError as exc:
+                log.warning("worker.heartbeat_failed", error=str(exc))
+
+    async def deregister(self) -> None:
+        try:
+            await self.runtimes.storage.deregister_worker(self.worker_id)
+        except StorageError as exc:  # its row then ages out after three leases
+            log.warning("worker.deregister_failed", error=str(exc))
