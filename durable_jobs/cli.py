@@ -8,35 +8,155 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+import traceback
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, NoReturn
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
+import structlog
 
-from .adapters.records import InstanceRecord
-from .errors import DurableJobsError
+from .adapters.records import DeadLetterRecord, InstanceRecord
+from .errors import DurableJobsError, InstanceNotFoundError, InvalidStateError, JobNotFoundError
 from .runtime.app import DurableJobs
-from .runtime.clock import to_datetime_or_none
+from .runtime.clock import to_datetime, to_datetime_or_none
 from .runtime.counters import load_counters
-from .runtime.results import DeadLetter
+from .runtime.draft import Draft
+from .runtime.shell import Target
+
+KINDS = ("continuous", "debounce", "task")
+STATUSES = ("running", "stopped", "debouncing", "idle", "active")
+
+EPILOG = """\
+APP is module:attribute, with one ':'. INSTANCE_ID is KIND:JOB:ID, KIND one of
+continuous, debounce, task. A command that takes both and is given one of them
+reads it as INSTANCE_ID, and takes the app from --app or DURABLE_JOBS_APP.
+
+With --json a command prints one JSON document on stdout, times in ISO 8601 (the
+worker prints one JSON object per line), and an error as {"error": CLASS,
+"message": TEXT} on stdout; without it an error is one line on stderr.
+
+exit status:
+  0    done
+  1    error: the app could not be loaded, the store failed, the instance does not
+       exist or the operation was refused
+  2    usage: an unknown option, a missing or malformed APP or INSTANCE_ID
+  130  the worker was stopped at once by a second SIGINT
+"""
+
+
+class AppLoadError(Exception):
+    """The app named on the command line could not be loaded or rebound."""
+
+
+@attrs.frozen
+class Output:
+    """What a command prints: ``data`` as JSON with --json, else ``text``."""
+
+    data: Any
+    text: str
+
+
+Command = Callable[[DurableJobs, argparse.Namespace], Awaitable[Output]]
 
 
 def _env(name: str, default: Any = None) -> Any:
     return os.environ.get(f"DURABLE_JOBS_{name.upper()}", default)
 
 
+def _env_flag(name: str) -> bool:
+    return str(_env(name, "")).lower() in ("1", "true", "yes")
+
+
+def _version() -> str:
+    try:
+        return version("durable-jobs")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+# --- loading the app ---------------------------------------------------------------
+
+
 def load_app(path: str) -> DurableJobs:
-    """``module:attr`` (attr may be dotted) → the DurableJobs object it names."""
+    """``module:attr`` (attr may be dotted) → the DurableJobs object it names.
+
+    Failures are an :class:`AppLoadError` of one line naming what was wrong; the
+    original exception is its ``__cause__``."""
     module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise SystemExit(f"error: app {path!r} must look like 'package.module:attribute'")
-    sys.path.insert(0, os.getcwd())
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name + ".").startswith(exc.name + "."):
+            raise AppLoadError(
+                f"cannot load app {path!r}: no module named {exc.name!r} "
+                "(run from the directory that holds it, or set PYTHONPATH)"
+            ) from exc
+        raise AppLoadError(_import_failed(module_name, exc)) from exc
+    except Exception as exc:
+        raise AppLoadError(_import_failed(module_name, exc)) from exc
+    parts = attr.split(".")
+    for n, part in enumerate(parts):
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:
+            owner = f"{module_name}:{'.'.join(parts[:n])}" if n else module_name
+            raise AppLoadError(
+                f"cannot load app {path!r}: {owner!r} has no attribute {part!r}"
+            ) from exc
     if not isinstance(target, DurableJobs):
-        raise SystemExit(f"error: {path!r} is a {type(target).__name__}, not a DurableJobs app")
+        raise AppLoadError(f"{path!r} is a {type(target).__name__}, not a DurableJobs app")
     return target
+
+
+def _import_failed(module_name: str, exc: Exception) -> str:
+    """One line naming the module, the exception and where it was raised."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<")]
+    where = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return (
+        f"importing {module_name!r} raised {type(exc).__name__}: {exc}{where} "
+        "(--traceback shows it whole)"
+    )
+
+
+def open_app(args: argparse.Namespace) -> DurableJobs:
+    """The app the command names, on the store --storage names if given."""
+    app = load_app(args.app_path)
+    _logs_to_stderr()
+    if not args.storage:
+        return app
+    try:
+        return app.with_storage(args.storage)
+    except (ValueError, TypeError) as exc:
+        raise AppLoadError(f"invalid --storage: {exc}") from exc
+
+
+def _logs_to_stderr() -> None:
+    """Logs go to stderr, unless the app configured them: stdout is for results."""
+    if not structlog.is_configured():
+        # sys.stderr as it is when a logger is made, not now: it may be replaced.
+        structlog.configure(logger_factory=lambda *_: structlog.PrintLogger(sys.stderr))
+
+
+def shown_storage(url: str) -> str:
+    """``url`` as this process resolves it: a SQLite path made absolute (a worker
+    started elsewhere opens another file), a PostgreSQL password left out."""
+    if url.startswith("sqlite:///"):
+        return "sqlite:///" + os.path.abspath(url.removeprefix("sqlite:///"))
+    if not url.startswith(("postgresql://", "postgres://")):
+        return url
+    parts = urlsplit(url)
+    user, at, host = parts.netloc.rpartition("@")
+    netloc = f"{user.partition(':')[0]}{at}{host}"
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "password"]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query)))
+
+
+# --- reading and naming instances ----------------------------------------------------
 
 
 def status_of(record: InstanceRecord) -> str:
@@ -44,15 +164,46 @@ def status_of(record: InstanceRecord) -> str:
     return counters.status(record.alarm_at)
 
 
+def split_instance_id(instance_id: str) -> tuple[str, str, str] | None:
+    """``(kind, job, id)`` of a well-formed instance id, else ``None``."""
+    kind, job, key = [*instance_id.split(":", 2), "", ""][:3]
+    if kind not in KINDS or not job or not key:
+        return None
+    return kind, job, key
+
+
+def _split(instance_id: str) -> tuple[str, str, str]:
+    parts = split_instance_id(instance_id)
+    assert parts is not None  # checked when the arguments were parsed
+    return parts
+
+
+def _iso(seconds: float | None) -> str | None:
+    moment = to_datetime_or_none(seconds)
+    return moment.isoformat() if moment else None
+
+
+def _json_or_none(text: str | None) -> Any:
+    return json.loads(text) if text is not None else None
+
+
+def _encode(value: object) -> Any:
+    """JSON for what ``json`` does not know: times as ISO 8601, attrs results as objects."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if attrs.has(type(value)):
+        return attrs.asdict(value, recurse=False)  # type: ignore[arg-type]
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def _row(record: InstanceRecord) -> dict[str, Any]:
-    alarm = to_datetime_or_none(record.alarm_at)
     return {
         "instance_id": record.instance_id,
         "kind": record.kind,
         "job": record.job_name,
         "id": record.key,
         "status": status_of(record),
-        "next_alarm": alarm.isoformat() if alarm else None,
+        "next_alarm": _iso(record.alarm_at),
     }
 
 
@@ -67,136 +218,289 @@ def _table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-async def _instances(app: DurableJobs, args: argparse.Namespace) -> str:
+def _result(instance_id: str, result: object) -> dict[str, Any]:
+    """A client result as a JSON object, with the instance it is about."""
+    return {"instance_id": instance_id, **attrs.asdict(result, recurse=False)}  # type: ignore[arg-type]
+
+
+async def _not_done(app: DurableJobs, instance_id: str, why: str) -> NoReturn:
+    """Raise why an operation that did nothing did nothing: the instance is missing,
+    or ``why``."""
+    runtime = await app.runtime()
+    if await runtime.storage.read(instance_id) is None:
+        raise InstanceNotFoundError(f"no instance {instance_id!r}")
+    raise InvalidStateError(f"{instance_id}: {why}")
+
+
+def _check_registered(app: DurableJobs, kind: str, job: str) -> None:
+    definition = app.jobs.get(job)
+    if definition is None or definition.kind != kind:
+        raise JobNotFoundError(
+            f"no {kind} job {job!r} is registered in this app; "
+            "`durable-jobs remove` deletes the instances of a job no longer registered"
+        )
+
+
+async def remove_instance(app: DurableJobs, instance_id: str) -> bool:
+    """Delete an instance without running any handler; ``False`` if there is none.
+
+    It is deleted under its claim, like any call: this waits for (up to the app's
+    ``claim_wait``) and is fenced against an activation running it elsewhere."""
+    kind, job, key = _split(instance_id)
+
+    async def delete(draft: Draft[Any]) -> bool:
+        found = draft.exists
+        if found:
+            draft.delete()
+        return found
+
+    runtime = await app.runtime()
+    return await runtime.run(Target(instance_id, kind, job, key), delete)
+
+
+# --- the commands --------------------------------------------------------------------
+
+
+async def _instances(app: DurableJobs, args: argparse.Namespace) -> Output:
     runtime = await app.runtime()
     records = await runtime.storage.list_instances(
         job_name=args.job, kind=args.kind, limit=args.limit
     )
     rows = [_row(r) for r in records if args.status is None or status_of(r) == args.status]
-    return json.dumps(rows, indent=2) if args.json else _table(rows)
+    return Output(rows, _table(rows))
 
 
-async def _inspect(app: DurableJobs, args: argparse.Namespace) -> str:
+async def _inspect(app: DurableJobs, args: argparse.Namespace) -> Output:
     runtime = await app.runtime()
     record = await runtime.storage.read(args.instance_id)
-    dead = await app.client.dead_letter(args.instance_id)
+    dead = await runtime.storage.read_dead_letter(args.instance_id)
     if record is None and dead is None:
-        raise DurableJobsError(f"no instance {args.instance_id!r} and no dead letter for it")
+        raise InstanceNotFoundError(f"no instance {args.instance_id!r} and no dead letter for it")
     found: dict[str, Any] = {"instance_id": args.instance_id}
     if record is not None:
         found |= _row(record)
-        found["state"] = json.loads(record.state) if record.state else None
-        counters = load_counters(record.meta, record.instance_id, record.kind)
-        found["counters"] = attrs.asdict(counters)
-        found["created_at"] = to_datetime_or_none(record.created_at)
-        found["updated_at"] = to_datetime_or_none(record.updated_at)
+        found["state"] = _json_or_none(record.state)
+        counters = attrs.asdict(load_counters(record.meta, record.instance_id, record.kind))
+        found["counters"] = {k: _iso(v) if k.endswith("_at") else v for k, v in counters.items()}
+        found["created_at"] = _iso(record.created_at)
+        found["updated_at"] = _iso(record.updated_at)
     found["dead_letter"] = _dead_letter(dead)
-    if args.json:
-        return json.dumps(found, indent=2, default=str)
-    return "\n".join(f"{k:>12}: {json.dumps(v, default=str)}" for k, v in found.items())
+    text = "\n".join(f"{k:>12}: {json.dumps(v)}" for k, v in found.items())
+    return Output(found, text)
 
 
-def _dead_letter(dead: DeadLetter | None) -> dict[str, Any] | None:
+def _dead_letter(dead: DeadLetterRecord | None) -> dict[str, Any] | None:
     if dead is None:
         return None
-    state = dead.state if isinstance(dead.state, str | None) else repr(dead.state)
-    return {"error": dead.error, "attempts": dead.attempts, "at": dead.at, "state": state}
+    return {
+        "error": dead.error,
+        "attempts": dead.attempts,
+        "at": to_datetime(dead.at).isoformat(),
+        "state": _json_or_none(dead.state),
+    }
 
 
-def _split(instance_id: str) -> tuple[str, str, str]:
-    kind, job, key = [*instance_id.split(":", 2), "", ""][:3]
-    if kind not in ("continuous", "debounce", "task") or not job or not key:
-        raise DurableJobsError(f"invalid instance id {instance_id!r}: expected KIND:JOB:ID")
-    return kind, job, key
-
-
-async def _trigger(app: DurableJobs, args: argparse.Namespace) -> str:
+async def _trigger(app: DurableJobs, args: argparse.Namespace) -> Output:
     kind, job, key = _split(args.instance_id)
+    result: object
     if kind == "debounce":
-        done = (await app.client.debounce(job).flush(key)).flushed
-    elif kind == "continuous":
-        done = (await app.client.continuous(job).trigger(key)).triggered
+        result = await app.client.debounce(job).flush(key)
+        if not result.flushed:
+            await _not_done(app, args.instance_id, "no events to flush")
+        return Output(_result(args.instance_id, result), f"{args.instance_id}: flushed")
+    if kind == "continuous":
+        result = await app.client.continuous(job).trigger(key)
     else:
-        done = (await app.client.task(job).trigger(key)).triggered
-    return f"{args.instance_id}: {'triggered' if done else 'not triggered (not found)'}"
+        result = await app.client.task(job).trigger(key)
+    if not result.triggered:
+        await _not_done(app, args.instance_id, "not triggered")
+    return Output(_result(args.instance_id, result), f"{args.instance_id}: triggered")
 
 
-async def _terminate(app: DurableJobs, args: argparse.Namespace) -> str:
+async def _terminate(app: DurableJobs, args: argparse.Namespace) -> Output:
     kind, job, key = _split(args.instance_id)
+    _check_registered(app, kind, job)
     if kind == "debounce":
         cleared = await app.client.debounce(job).clear(key)
-        return f"{args.instance_id}: cleared, {cleared.discarded} event(s) discarded"
+        if not cleared.cleared:
+            await _not_done(app, args.instance_id, "no events to clear")
+        text = f"{args.instance_id}: cleared, {cleared.discarded} event(s) discarded"
+        return Output(_result(args.instance_id, cleared), text)
     handle = app.client.continuous(job) if kind == "continuous" else app.client.task(job)
-    done = (await handle.terminate(key, args.reason)).terminated
-    return f"{args.instance_id}: {'terminated' if done else 'not found'}"
+    result = await handle.terminate(key, args.reason)
+    if not result.terminated:
+        await _not_done(app, args.instance_id, "not terminated")
+    return Output(_result(args.instance_id, result), f"{args.instance_id}: terminated")
 
 
-async def _worker(app: DurableJobs, args: argparse.Namespace) -> str:
+async def _remove(app: DurableJobs, args: argparse.Namespace) -> Output:
+    kind, job, _ = _split(args.instance_id)
+    definition = app.jobs.get(job)
+    if definition is not None and definition.kind == kind:
+        raise InvalidStateError(
+            f"{kind} job {job!r} is registered: terminate {args.instance_id} instead "
+            "(remove is for instances of jobs no longer registered)"
+        )
+    if not await remove_instance(app, args.instance_id):
+        raise InstanceNotFoundError(f"no instance {args.instance_id!r}")
+    return Output(
+        {"instance_id": args.instance_id, "removed": True}, f"{args.instance_id}: removed"
+    )
+
+
+async def _worker(app: DurableJobs, args: argparse.Namespace) -> Output:
     worker = app.worker(
         concurrency=args.concurrency, poll_interval=args.poll_interval, grace=args.grace
     )
     await worker.start()
     worker.install_signal_handlers()
-    print(f"durable-jobs worker: {len(app.jobs)} job(s) on {app.storage_url}", flush=True)
+    where = shown_storage(app.storage_url)
+    started = {"event": "worker.started", "jobs": sorted(app.jobs), "storage": where}
+    _print(args, Output(started, f"durable-jobs worker: {len(app.jobs)} job(s) on {where}"))
     await worker.wait()
-    return f"durable-jobs worker: stopped after {worker.delivered} alarm(s)"
+    stopped = {"event": "worker.stopped", "delivered": worker.delivered}
+    return Output(stopped, f"durable-jobs worker: stopped after {worker.delivered} alarm(s)")
+
+
+# --- the command line ----------------------------------------------------------------
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout; shows each option's default when it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        help = action.help or ""
+        shown = action.default not in (None, argparse.SUPPRESS) and action.default is not False
+        if action.option_strings and shown and "%(default)" not in help:
+            help += " (default: %(default)s)"
+        return help
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="durable-jobs", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="durable-jobs", description=__doc__, epilog=EPILOG, formatter_class=_Formatter
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, run: Callable[..., Any], help: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help)
-        sub.add_argument("--app", default=_env("app"), help="module:attribute of the app")
-        sub.set_defaults(run=run)
+    def command(
+        name: str, run: Command, help: str, *, instance: bool = False
+    ) -> argparse.ArgumentParser:
+        """A subcommand taking APP (and INSTANCE_ID), --app, --storage, --json, --traceback."""
+        sub = commands.add_parser(
+            name, help=help, description=help, epilog=EPILOG, formatter_class=_Formatter
+        )
+        sub.add_argument("app_path", nargs="?", metavar="APP", help="module:attribute of the app")
+        if instance:
+            sub.add_argument("instance_id", metavar="INSTANCE_ID", help="KIND:JOB:ID")
+        sub.add_argument("--app", default=_env("app"), help="the app, when not given as APP")
+        sub.add_argument(
+            "--storage",
+            default=None,
+            metavar="URL",
+            help="a store to use instead of the app's (which is its storage=, else "
+            "DURABLE_JOBS_STORAGE, else sqlite:///durable_jobs.db)",
+        )
+        sub.add_argument(
+            "--json", action="store_true", default=_env_flag("json"), help="print JSON"
+        )
+        sub.add_argument(
+            "--traceback",
+            action="store_true",
+            default=_env_flag("traceback"),
+            help="print the whole traceback of an error",
+        )
+        sub.set_defaults(run=run, command_parser=sub, takes_instance=instance)
         return sub
 
-    worker = command("worker", _worker, "deliver due alarms until SIGTERM/SIGINT")
-    worker.add_argument("app_path", nargs="?", metavar="APP", help="module:attribute")
-    worker.add_argument("--concurrency", type=int, default=int(_env("concurrency", 16)))
-    worker.add_argument("--poll-interval", type=float, default=float(_env("poll_interval", 1.0)))
-    worker.add_argument("--grace", type=float, default=float(_env("grace", 30.0)))
+    worker = command("worker", _worker, "deliver due alarms until SIGTERM or SIGINT")
+    worker.add_argument("--concurrency", type=int, default=int(_env("concurrency", 16)),
+                        help="handlers run at once")  # fmt: skip
+    worker.add_argument("--poll-interval", type=float, default=float(_env("poll_interval", 1.0)),
+                        help="seconds between looks for alarms set by other processes")  # fmt: skip
+    worker.add_argument("--grace", type=float, default=float(_env("grace", 30.0)),
+                        help="seconds running handlers get to finish when stopping")  # fmt: skip
 
-    listing = command("instances", _instances, "list instances with their next alarm")
-    listing.add_argument("--job", default=_env("job"))
-    listing.add_argument("--kind", choices=["continuous", "debounce", "task"], default=_env("kind"))
-    listing.add_argument("--status", default=_env("status"))
-    listing.add_argument("--limit", type=int, default=int(_env("limit", 1000)))
+    listing = command("instances", _instances, "list instances with their status and next alarm")
+    listing.add_argument("--job", default=_env("job"), help="only this job's")
+    listing.add_argument("--kind", choices=KINDS, default=_env("kind"), help="only this kind's")
+    listing.add_argument("--status", choices=STATUSES, default=_env("status"),
+                         help="only instances with this status")  # fmt: skip
+    listing.add_argument("--limit", type=int, default=int(_env("limit", 1000)),
+                         help="at most this many instances")  # fmt: skip
 
-    inspect = command("inspect", _inspect, "show an instance's state, alarm and dead letter")
-    inspect.add_argument("instance_id")
-
-    trigger = command("trigger", _trigger, "run an instance now (flush a debounce)")
-    trigger.add_argument("instance_id")
-
-    terminate = command("terminate", _terminate, "terminate an instance (clear a debounce)")
-    terminate.add_argument("instance_id")
-    terminate.add_argument("--reason", default=_env("reason"))
-
-    for sub in (listing, inspect, trigger, terminate):
-        sub.add_argument("--json", action="store_true", default=_env("json") == "1")
+    command(
+        "inspect", _inspect, "show an instance's state, counters and dead letter", instance=True
+    )
+    command("trigger", _trigger, "run an instance now (flush a debounce)", instance=True)
+    terminate = command(
+        "terminate", _terminate, "terminate an instance (clear a debounce)", instance=True
+    )
+    terminate.add_argument("--reason", default=_env("reason"), help="recorded with it")
+    command("remove", _remove, "delete an instance of a job no longer registered", instance=True)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    app_path = getattr(args, "app_path", None) or args.app
-    if not app_path:
-        raise SystemExit("error: name the app: --app module:attribute or DURABLE_JOBS_APP")
-    app = load_app(app_path)
+def _place_positionals(args: argparse.Namespace, extras: list[str]) -> None:
+    """Settle APP and INSTANCE_ID, checking both: by count, two positionals are APP
+    INSTANCE_ID and one is INSTANCE_ID. Those after an option come in ``extras``."""
+    parser: argparse.ArgumentParser = args.command_parser
+    given = [v for v in (args.app_path, getattr(args, "instance_id", None)) if v is not None]
+    given += [e for e in extras if not e.startswith("-")]
+    if any(e.startswith("-") for e in extras) or len(given) > 1 + args.takes_instance:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
+    if args.takes_instance:
+        args.instance_id = given.pop()
+        if split_instance_id(args.instance_id) is None:
+            looks_like_app = args.instance_id.count(":") == 1 and not given
+            hint = "; give INSTANCE_ID after APP" if looks_like_app else ""
+            parser.error(
+                f"invalid instance id {args.instance_id!r}: expected KIND:JOB:ID with KIND "
+                f"one of {', '.join(KINDS)}{hint}"
+            )
+    args.app_path = given[0] if given else args.app
+    if not args.app_path:
+        parser.error("name the app: as APP, with --app or in DURABLE_JOBS_APP")
+    module_name, colon, attr = args.app_path.partition(":")
+    if not module_name or not colon or not attr or ":" in attr:
+        parser.error(f"app {args.app_path!r} must look like 'package.module:attribute'")
 
-    async def run() -> str:
+
+def _print(args: argparse.Namespace, output: Output) -> None:
+    if not args.json:
+        print(output.text, flush=True)
+    elif args.command == "worker":  # a stream of events: one object per line
+        print(json.dumps(output.data, default=_encode), flush=True)
+    else:
+        print(json.dumps(output.data, indent=2, default=_encode), flush=True)
+
+
+def _fail(args: argparse.Namespace, error: Exception) -> int:
+    if args.traceback:
+        traceback.print_exception(error)
+    if args.json:
+        print(json.dumps({"error": type(error).__name__, "message": str(error)}, indent=2))
+    else:
+        print(f"error: {error}", file=sys.stderr)
+    return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, extras = _parser().parse_known_args(argv)
+    _place_positionals(args, extras)
+    run: Command = args.run
+
+    async def on(app: DurableJobs) -> Output:
         try:
-            return str(await args.run(app, args))
+            return await run(app, args)
         finally:
             await app.aclose()
 
     try:
-        print(asyncio.run(run()))
-    except DurableJobsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        output = asyncio.run(on(open_app(args)))
+    except (DurableJobsError, AppLoadError) as exc:
+        return _fail(args, exc)
+    _print(args, output)
     return 0
 
 

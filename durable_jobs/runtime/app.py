@@ -56,6 +56,16 @@ class DurableJobs:
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         checked = _check_registry(jobs)
+        # What this app was made with, but for its store: ``with_storage`` makes another.
+        self._options: dict[str, Any] = {
+            "clock": clock,
+            "tracker": tracker,
+            "lease": lease,
+            "claim_wait": claim_wait,
+            "max_recoveries": max_recoveries,
+            "heartbeat": heartbeat,
+        }
+        self._storage_options = dict(storage_options or {})
         settings = Settings(
             lease=_positive_seconds("lease", lease),
             claim_wait=_positive_seconds("claim_wait", claim_wait),
@@ -107,6 +117,18 @@ class DurableJobs:
     def claim_wait(self) -> float:
         return self.runtimes.settings.claim_wait
 
+    def with_storage(self, storage: str, **storage_options: Any) -> DurableJobs:
+        """The same jobs and settings on another store (``storage`` is a URL).
+
+        The back-end options this app was made with are kept when ``storage`` is of the
+        same back-end (a PostgreSQL ``schema=`` still applies) and dropped otherwise;
+        ``storage_options`` given here replace them.
+        """
+        url = storage_url(storage)
+        kept = self._storage_options if _backend(url) == _backend(self.storage_url) else {}
+        options = {**kept, **storage_options}
+        return DurableJobs(self.jobs, storage=url, storage_options=options, **self._options)
+
     async def runtime(self) -> JobsRuntime:
         """The runtime of the running event loop, made on first use."""
         return await self.runtimes.current()
@@ -136,6 +158,11 @@ class DurableJobs:
             self._sync_client.close()
             self._sync_client = None
         await self.runtimes.close_current()
+
+
+def _backend(url: str) -> str:
+    scheme = url.split(":", 1)[0]
+    return "postgresql" if scheme == "postgres" else scheme
 
 
 def _check_registry(jobs: Mapping[str, JobDefinition]) -> Mapping[str, JobDefinition]:

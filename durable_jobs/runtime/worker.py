@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 
 import structlog
 
@@ -73,10 +75,23 @@ class Worker:
             self._tracker = loop.create_task(self.tracker.run(self.runtimes.storage))
 
     def install_signal_handlers(self) -> None:
-        """Stop gracefully on SIGTERM and SIGINT."""
+        """Stop gracefully on SIGTERM and SIGINT; a SIGINT while stopping exits the
+        process at once with status 130, leaving the claims of running handlers to
+        expire."""
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self._interrupted)
+
+    def _interrupted(self) -> None:
+        if not self._stopping.is_set():
+            self.request_stop()
+            return
+        # A second Ctrl-C means "now": the graceful drain may wait up to ``grace`` for
+        # handlers, and a plain handler's thread can block interpreter exit for ever.
+        log.warning("worker.forced_exit", running=len(self._running))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
 
     def request_stop(self) -> None:
         log.info("worker.stopping", running=len(self._running))
