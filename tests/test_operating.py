@@ -153,7 +153,8 @@ async def test_a_failed_on_event_of_an_existing_instance_is_recorded_and_raised(
     with pytest.raises(Exception, match="refunds"):
         await orders.send("o1", Pay(-1), idempotency_key="k1")
     status = await orders.status("o1")
-    assert status.last_error is not None and status.last_error.type == "ValueError"
+    assert status.last_error is not None
+    assert status.last_error.type == "ValueError"
     assert (await orders.get_state("o1")).state == Order(10)  # nothing else written
     [row] = await rt.client.history("task:orders:o1")
     assert (row.trigger, row.outcome, row.error and row.error.type) == (
@@ -174,7 +175,8 @@ async def test_history_records_each_run_newest_first_with_its_outcome(rt: TestRu
     await rt.advance("5 minutes")  # execute fails; retry policy allows one attempt
     rows = await rt.client.history("task:orders:o1")
     assert [(r.trigger, r.outcome, r.attempt) for r in rows] == [("alarm", "dead_lettered", 1)]
-    assert rows[0].error is not None and rows[0].error.message == "cannot settle 500"
+    assert rows[0].error is not None
+    assert rows[0].error.message == "cannot settle 500"
     assert rows[0].started_at == later(minutes=5)
     assert rows[0].duration_ms >= 0
     ticker = rt.client.continuous("ticker")
@@ -278,7 +280,7 @@ async def test_a_redrive_runs_the_saved_state_once_and_deletes_its_dead_letter(
     assert (result.redriven, result.instance_id) == (True, "task:orders:a")
     assert await rt.client.dead_letter("task:orders:a") is None
     rows = await rt.client.history("task:orders:a")
-    assert [(r.trigger, r.outcome) for r in rows][0] == ("redrive", "ok")
+    assert next((r.trigger, r.outcome) for r in rows) == ("redrive", "ok")
     state = await rt.client.task("orders").get_state("a")
     assert state.state == Order(50)
     again = await rt.client.redrive("task:orders:a")
@@ -289,7 +291,8 @@ async def test_a_redrive_that_fails_again_leaves_a_new_dead_letter(rt: TestRunti
     await dead_order(rt, "a", 500)
     assert (await rt.client.redrive("task:orders:a")).redriven  # the saved 500 fails again
     dead = await rt.client.dead_letter("task:orders:a")
-    assert dead is not None and dead.state == Order(500)
+    assert dead is not None
+    assert dead.state == Order(500)
     rows = await rt.client.history("task:orders:a")
     assert [(r.trigger, r.outcome) for r in rows] == [("redrive", "dead_lettered")]
 
@@ -323,12 +326,14 @@ async def test_a_debounce_redrive_flushes_the_saved_batch(rt: TestRuntime) -> No
     await hooks.add("h", Pay(2))
     await rt.advance("10 seconds")
     dead = await rt.client.dead_letter("debounce:hooks:h")
-    assert dead is not None and dead.kind == "debounce"
+    assert dead is not None
+    assert dead.kind == "debounce"
     assert (await rt.client.redrive("debounce:hooks:h")).redriven
     rows = await rt.client.history("debounce:hooks:h")
     assert [(r.trigger, r.outcome) for r in rows] == [("redrive", "dead_lettered")]
     again = await rt.client.dead_letter("debounce:hooks:h")
-    assert again is not None and again.state == dead.state
+    assert again is not None
+    assert again.state == dead.state
 
 
 # -- pause and resume -------------------------------------------------------------------------
@@ -402,7 +407,8 @@ async def test_events_carry_increasing_ids_and_filters(rt: TestRuntime) -> None:
         ("task.scheduled", "task:orders:o2"),
     ]
     ids = [e.id for e in got]
-    assert all(isinstance(i, int) for i in ids) and ids == sorted(ids)
+    assert all(isinstance(i, int) for i in ids)
+    assert ids == sorted(ids)
 
 
 async def test_a_subscription_sees_what_another_app_on_the_store_commits(
@@ -429,7 +435,8 @@ async def test_executed_and_failed_events_carry_their_duration(rt: TestRuntime) 
     await rt.advance("0 seconds")
     executed = [e for e in rt.events if e.type == "job.executed"]
     failed = [e for e in rt.events if e.type == "job.failed"]
-    assert executed and failed
+    assert executed
+    assert failed
     assert all(e.duration_ms >= 0 for e in executed + failed)
     assert failed[0].outcome == "failed"
 
