@@ -32,6 +32,7 @@ class ContinuousCounters:
     due_at: float | None = None  # the run in hand's place on the schedule
     last_error: Failure = None
     paused: bool = False
+    trace: str | None = None  # the trace context of the call that armed the alarm
 
     def status(self, alarm_at: float | None) -> Literal["running", "stopped"]:
         return "running" if alarm_at is not None else "stopped"
@@ -45,6 +46,7 @@ class DebounceCounters:
     started_at: float | None
     flush_reason: str | None
     last_error: Failure = None
+    trace: str | None = None
 
     def status(self, alarm_at: float | None) -> Literal["debouncing", "idle"]:
         return "debouncing" if self.event_count else "idle"
@@ -57,6 +59,7 @@ class TaskCounters:
     execute_count: int
     attempt: int
     last_error: Failure = None
+    trace: str | None = None
 
     def status(self, alarm_at: float | None) -> Literal["active", "idle"]:
         return "active" if alarm_at is not None else "idle"
@@ -85,6 +88,7 @@ _ACCEPTED: dict[str, tuple[type, ...]] = {
     "flush_reason": _TEXT,
     "last_error": _ERROR,
     "paused": _FLAG,
+    "trace": _TEXT,
 }
 
 

@@ -21,6 +21,7 @@ from ..jobs.definitions import JobDefinition
 from .events import JobEvent
 from .listing import LIVE_LEASES
 from .runtime import JobsRuntime
+from .tracing import Tracing
 
 
 @attrs.frozen(kw_only=True)
@@ -66,6 +67,7 @@ class Runtimes:
         self._lock = threading.Lock()
         self._opened = False
         self._served: tuple[float, frozenset[str]] | None = None
+        self.tracing: Tracing | None = None
 
     def job_name(self, job: object, kind: str) -> str:
         """The registered name of ``job`` (a definition or a name) of the given kind."""
@@ -96,7 +98,7 @@ class Runtimes:
 
     def _make(self) -> JobsRuntime:
         settings = self.settings
-        return JobsRuntime(
+        runtime = JobsRuntime(
             self.jobs,
             storage=self.storage,
             scheduler=self.scheduler,
@@ -109,6 +111,15 @@ class Runtimes:
             history_limit=settings.history_limit,
             heartbeat=settings.heartbeat,
         )
+        runtime.shell.tracing = self.tracing
+        return runtime
+
+    def set_tracing(self, tracing: Tracing | None) -> None:
+        """Trace the handler calls of every runtime, those made before too."""
+        self.tracing = tracing
+        with self._lock:
+            for runtime in self._by_loop.values():
+                runtime.shell.tracing = tracing
 
     async def live_workers(self) -> list[WorkerRecord]:
         """Workers that refreshed their row within the last three leases."""

@@ -21,10 +21,11 @@ import structlog
 
 from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
 from ..adapters.records import Claim, Commit, InstanceRecord
-from ..errors import DuplicateEventError, InvalidStateError, StorageError
+from ..errors import DuplicateEventError, InvalidStateError, StorageError, ValidationError
 from .draft import Draft
 from .events import JobEvent
 from .threads import HandlerAbandoned
+from .tracing import Tracing
 
 T = TypeVar("T")
 
@@ -61,6 +62,35 @@ def _refuse_own_call(instance_id: str) -> None:
                 "it would wait for itself forever. Change the instance through the "
                 "handler's context (set_state, schedule, terminate) instead"
             )
+
+
+async def _traced(
+    tracing: Tracing,
+    target: Target,
+    draft: Draft[Any],
+    operation: Callable[[Draft[Any]], Awaitable[T]],
+) -> T:
+    """``operation`` in a span of its own; an alarm's run continues the trace of the
+    client call that armed it, and a client call arming one leaves its trace."""
+    parent = None
+    if target.trigger == "alarm" and draft.exists:
+        with contextlib.suppress(ValidationError):  # damaged counters: a root span
+            parent = draft.counters.trace
+    attributes = {
+        "durable_jobs.instance_id": target.instance_id,
+        "durable_jobs.job": target.job_name,
+        "durable_jobs.kind": target.kind,
+        "durable_jobs.trigger": target.trigger,
+    }
+    with tracing.span(f"{target.kind} {target.job_name} {target.trigger}", attributes, parent):
+        result = await operation(draft)
+        if draft.changed and draft.exists:
+            # A run arms its next alarm in a trace of its own, not its parent's.
+            armed = target.trigger != "alarm" and draft.alarm_at is not None
+            trace = tracing.current() if armed else None
+            if trace is not None or parent is not None:
+                draft.update(trace=trace)
+    return result
 
 
 @attrs.frozen
@@ -109,6 +139,7 @@ class InstanceShell:
         self.history_limit = history_limit
         self._publish = publish
         self._subscribing = subscribing
+        self.tracing: Tracing | None = None
         self._heartbeat_enabled = heartbeat
         self._heartbeat: asyncio.Task[None] | None = None
         self._activations: dict[str, _Activation] = {}
@@ -196,7 +227,10 @@ class InstanceShell:
                 await self._refuse_duplicate(draft, target.idempotency_key)
             if target.dead_letter:
                 draft.found_dead_letter = await self.storage.read_dead_letter(target.instance_id)
-            result = await operation(draft)
+            if self.tracing is None:
+                result = await operation(draft)
+            else:
+                result = await _traced(self.tracing, target, draft, operation)
         except BaseException as exc:
             running.active = False
             if draft is not None and draft.commit_on_error and isinstance(exc, Exception):
