@@ -87,7 +87,7 @@ async def test_a_failing_handler_call_is_an_error_span_with_its_exception(
 async def test_without_instrument_no_trace_is_stored(
     spans: tuple[TracerProvider, InMemorySpanExporter],
 ) -> None:
-    provider, exporter = spans
+    provider, _ = spans
     rt = create_test_runtime({"pings": pings()})
     with provider.get_tracer("test").start_as_current_span("request"):
         await rt.client.task("pings").send("p", Ping(1))
