@@ -97,3 +97,18 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         schema = fresh_schema()
         yield DSN, {"schema": schema}
         drop_schema(schema)
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgres", marks=[needs_postgres, pytest.mark.postgres])]
+)
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A store that several processes open: SQLite, and PostgreSQL when it answers."""
+    from tests.processes import Shared
+
+    if request.param == "sqlite":
+        yield Shared(f"sqlite:///{tmp_path / 'jobs.db'}")
+        return
+    schema = fresh_schema()
+    yield Shared(DSN, schema)
+    drop_schema(schema)

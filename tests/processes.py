@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from durable_jobs import create_durable_jobs
 from durable_jobs.runtime.app import DurableJobs
 
@@ -93,3 +95,20 @@ def observer(url: str, **options: Any) -> DurableJobs:
     app = create_durable_jobs({"counter": counter}, storage=url, **options)
     observers.append(app)
     return app
+
+
+@attrs.frozen
+class Shared:
+    """A store several processes open: its URL and PostgreSQL schema, if any."""
+
+    url: str
+    schema: str | None = None
+
+    def env(self, scratch: Path, **options: Any) -> dict[str, str]:
+        return app_env(self.url, scratch, schema=self.schema, **options)
+
+    def client(self) -> Any:
+        from tests.apps.counter import counter
+
+        options = {"schema": self.schema} if self.schema else {}
+        return observer(self.url, **options).sync_client.task(counter)

@@ -6,53 +6,22 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
 
 from durable_jobs import create_durable_jobs
-from tests.apps.counter import Bump, counter
-from tests.conftest import DSN, drop_schema, fresh_schema, needs_postgres
+from tests.apps.counter import Bump
 from tests.processes import (
+    Shared,
     acknowledged,
-    app_env,
-    observer,
     start_producer,
     start_worker,
     wait_until,
 )
 
 pytestmark = pytest.mark.timeout(180)
-
-
-@attrs.frozen
-class Shared:
-    """A store several processes open: its URL and PostgreSQL schema, if any."""
-
-    url: str
-    schema: str | None = None
-
-    def env(self, scratch: Path, **options: Any) -> dict[str, str]:
-        return app_env(self.url, scratch, schema=self.schema, **options)
-
-    def client(self) -> Any:
-        options = {"schema": self.schema} if self.schema else {}
-        return observer(self.url, **options).sync_client.task(counter)
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgres", marks=[needs_postgres, pytest.mark.postgres])]
-)
-def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shared]:
-    if request.param == "sqlite":
-        yield Shared(f"sqlite:///{tmp_path / 'jobs.db'}")
-        return
-    schema = fresh_schema()
-    yield Shared(DSN, schema)
-    drop_schema(schema)
 
 
 def test_four_processes_sending_to_one_instance_apply_every_event_once(
