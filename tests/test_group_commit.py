@@ -176,7 +176,7 @@ async def test_a_write_failing_in_a_batch_fails_alone(tmp_path: Path, commits: l
         ),
         return_exceptions=True,
     )
-    events = [e.event for e in await store.take_outbox(10)]
+    events = [e.event for e in await store.read_events(0, 10)]
     stored = [await store.read(c.instance_id) is not None for c in claims]
     await store.close()
     assert isinstance(outcomes[1], StorageError)
@@ -316,7 +316,7 @@ async def test_a_claim_after_another_processs_commit_waits_for_an_fsync(
     await held(store, 1)  # the store has looked at the database
     other = other_connection(tmp_path / "g.db")
     other.execute("PRAGMA synchronous = NORMAL")
-    other.execute("INSERT INTO outbox (event) VALUES ('x')")
+    other.execute("INSERT INTO events (at, event) VALUES (0, 'x')")
     other.close()
     before = fsyncs.calls
     assert await store.claim("task:job:b", "w", T0, T0 + LEASE) is not None
@@ -359,7 +359,7 @@ async def test_after_a_failed_fsync_a_durable_write_fails_without_waiting_for_th
         await asyncio.wait_for(store.commit(late), 10)
     other.execute("COMMIT")
     other.close()
-    assert await store.take_outbox(10) == []
+    assert await store.read_events(0, 10) == []
     await store.close()
 
 

@@ -318,3 +318,98 @@ async def test_due_alarms_of_some_jobs_are_found_through_the_alarm_index(
         for statement in due:
             plan = " ".join(str(row) for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}"))
             assert "instances_alarm" in plan, plan
+
+
+def traced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement the connections opened from now on run, values filled in."""
+    statements: list[str] = []
+    plain = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = plain(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", connect)
+    return statements
+
+
+def plan_of(path: Path, statement: str) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return " ".join(str(row) for row in conn.execute(f"EXPLAIN QUERY PLAN {statement}"))
+
+
+async def test_listing_instances_and_history_reads_an_index_not_every_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of instances of a job (or a kind) and an instance's history must cost
+    as much as the page, not as much as the store."""
+    from durable_jobs.adapters.records import Commit
+    from durable_jobs.testing.conformance import LEASE, T0, record, run
+
+    path = tmp_path / "list.db"
+    statements = traced(monkeypatch)
+    store = SQLiteStore(str(path))
+    await store.open()
+    claim = await store.claim("task:orders:1", "w", T0, T0 + LEASE)
+    assert claim is not None
+    history = (run("task:orders:1"),)
+    assert await store.commit(
+        Commit(claim=claim, record=record("task:orders:1"), history=history, history_limit=3)
+    )
+    await store.list_instances(job_name="orders", alarmed=True, after="task:orders:0", limit=5)
+    await store.list_instances(job_name="orders", kind="task", limit=5)
+    await store.list_instances(kind="task", alarmed=False, after="task:a", limit=5)
+    await store.read_history("task:orders:1", limit=10, before=99)
+    await store.close()
+    monkeypatch.undo()
+    by_job, both, by_kind = [s for s in statements if "ORDER BY instance_id LIMIT" in s]
+    for statement in by_job, both:
+        assert "USING INDEX instances_job (job_name=? AND instance_id>?)" in plan_of(
+            path, statement
+        )
+    assert "USING PRIMARY KEY (instance_id>? AND instance_id<?)" in plan_of(path, by_kind)
+    trim, read = [s for s in statements if "FROM history WHERE" in s]
+    for statement in trim, read:
+        plan = plan_of(path, statement)
+        assert "history_instance (instance_id=?" in plan, plan
+        assert "SCAN" not in plan, plan
+
+
+async def test_events_committed_by_another_process_wake_a_wait(tmp_path: Path) -> None:
+    from durable_jobs.adapters.records import Commit
+    from durable_jobs.testing.conformance import LEASE, T0, record
+
+    waiter, writer = SQLiteStore(str(tmp_path / "e.db")), SQLiteStore(str(tmp_path / "e.db"))
+    await waiter.open()
+    await writer.open()
+    last = await waiter.last_event_id()
+    waiting = asyncio.ensure_future(waiter.wait_for_events(last, 60))
+    await asyncio.sleep(0)
+    claim = await writer.claim("task:job:a", "other", T0, T0 + LEASE)
+    assert claim is not None
+    assert await writer.commit(Commit(claim=claim, record=record(), events=('{"n":1}',)))
+    await asyncio.wait_for(waiting, 5)  # not the 60 s: the writer never told the waiter
+    assert [e.event for e in await waiter.read_events(last, 10)] == ['{"n":1}']
+    await waiter.close()
+    await writer.close()
+
+
+async def test_history_ids_are_never_given_twice(tmp_path: Path) -> None:
+    """Even when a reset removes the newest rows of the store."""
+    from durable_jobs.adapters.records import Commit
+    from durable_jobs.testing.conformance import LEASE, T0, record, run
+
+    store = SQLiteStore(str(tmp_path / "h.db"))
+    await store.open()
+    ids = []
+    for reset in (False, True):
+        claim = await store.claim("task:job:a", "w", T0, T0 + LEASE)
+        assert claim is not None
+        history = (run(n=int(reset)),)
+        commit = Commit(claim=claim, record=record(), history=history, history_reset=reset)
+        assert await store.commit(commit)
+        ids += [r.id for r in await store.read_history("task:job:a", limit=10)]
+    await store.close()
+    assert len(ids) == 2
+    assert ids[1] > ids[0]

@@ -56,7 +56,42 @@ def _v2(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE claims ADD COLUMN recoveries INTEGER NOT NULL DEFAULT 0")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
+def _v3(db: sqlite_utils.Database) -> None:
+    # Dead letters keep what a redrive and the dashboard need. Rows from before
+    # take their kind from the id ("kind:job:key"); they have no traceback.
+    for column in (
+        "kind TEXT NOT NULL DEFAULT ''",
+        "meta TEXT",
+        "traceback TEXT NOT NULL DEFAULT ''",
+    ):
+        db.execute(f"ALTER TABLE dead_letters ADD COLUMN {column}")
+    db.execute("UPDATE dead_letters SET kind = substr(instance_id, 1, instr(instance_id, ':') - 1)")
+    db.execute("CREATE INDEX dead_letters_job ON dead_letters (job_name, instance_id)")
+    # AUTOINCREMENT: an id is never given twice, even after the newest row goes.
+    db.execute(
+        "CREATE TABLE history (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+        "instance_id TEXT NOT NULL, job_name TEXT NOT NULL, trig TEXT NOT NULL, "
+        "outcome TEXT NOT NULL, attempt INTEGER NOT NULL, started_at REAL NOT NULL, "
+        "finished_at REAL NOT NULL, error TEXT)"
+    )
+    # Reading, resetting and trimming one instance's rows walk this index only.
+    db.execute("CREATE INDEX history_instance ON history (instance_id, id)")
+    # The outbox becomes the event log: events stay until trimmed, and readers keep
+    # their own cursors. Events not yet delivered are kept, stamped at 0 (unknown).
+    db.execute("ALTER TABLE outbox RENAME TO events")
+    db.execute("ALTER TABLE events ADD COLUMN at REAL NOT NULL DEFAULT 0")
+    db.execute(
+        "CREATE TABLE cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    db.execute(
+        "CREATE TABLE workers (worker_id TEXT PRIMARY KEY, host TEXT NOT NULL, "
+        "pid INTEGER NOT NULL, started_at REAL NOT NULL, last_seen_at REAL NOT NULL, "
+        "concurrency INTEGER NOT NULL, running INTEGER NOT NULL, jobs TEXT NOT NULL) "
+        "WITHOUT ROWID"
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import math
 import os
 import sqlite3
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -25,12 +26,17 @@ from ...errors import StorageError
 from ..forks import pid
 from ..records import (
     DEAD_LETTER_COLUMNS,
+    HISTORY_COLUMNS,
     INSTANCE_COLUMNS,
+    WORKER_COLUMNS,
     Claim,
     Commit,
     DeadLetterRecord,
+    HistoryRecord,
     InstanceRecord,
     OutboxEntry,
+    StoreStats,
+    WorkerRecord,
 )
 from ..retry import StorageRetry
 from ..tokens import new_token
@@ -72,6 +78,7 @@ class SQLiteStore:
         self._writer: Writer | None = None
         self._writer_pid = 0
         self._wakeup = Wakeup()
+        self._new_events = Wakeup()
         self._seen_version: int | None = None
         self._damaged: set[str] = set()  # instances reported with a damaged alarm
 
@@ -201,6 +208,8 @@ class SQLiteStore:
         applied: bool = await self._write(lambda conn: _commit(conn, commit), durable=True)
         if applied and (commit.release or (commit.record and commit.record.alarm_at)):
             self._wakeup.fire()
+        if applied and commit.events:
+            self._new_events.fire()
         return applied
 
     async def has_idempotency_key(self, instance_id: str, key: str) -> bool:
@@ -212,6 +221,42 @@ class SQLiteStore:
             )
         )
 
+    async def list_instances(
+        self,
+        *,
+        job_name: str | None = None,
+        kind: str | None = None,
+        alarmed: bool | None = None,
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> list[InstanceRecord]:
+        # Ids are "kind:job:key": a kind's instances are one range of the key. ";"
+        # follows ":", so the range ends before the next kind.
+        lower, upper = after or "", None
+        if kind is not None and job_name is None:
+            lower, upper = max(lower, f"{kind}:"), f"{kind};"
+        rows = self._read(
+            "list",
+            _list_sql(job_name is not None, upper is not None, alarmed),
+            (job_name, kind, lower, upper, limit),
+        )
+        return [r for r in map(_record, rows) if r is not None]
+
+    # -- history ---------------------------------------------------------------
+
+    async def read_history(
+        self, instance_id: str, *, limit: int, before: int | None = None
+    ) -> list[HistoryRecord]:
+        rows = self._read(
+            "history",
+            f"SELECT {HISTORY_COLUMNS} FROM history "  # noqa: S608 - constant
+            "WHERE instance_id = ? AND id < ? ORDER BY id DESC LIMIT ?",
+            (instance_id, _NO_ID if before is None else before, limit),
+        )
+        return [HistoryRecord.from_row(row) for row in rows]
+
+    # -- dead letters ----------------------------------------------------------
+
     async def read_dead_letter(self, instance_id: str) -> DeadLetterRecord | None:
         rows = self._read(
             "dead letter",
@@ -220,27 +265,140 @@ class SQLiteStore:
         )
         return DeadLetterRecord.from_row(rows[0]) if rows else None
 
-    async def list_instances(
-        self, *, job_name: str | None = None, kind: str | None = None, limit: int = 1000
-    ) -> list[InstanceRecord]:
+    async def list_dead_letters(
+        self, *, job_name: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[DeadLetterRecord]:
+        of_job = "" if job_name is None else "job_name = ?2 AND "
         rows = self._read(
-            "list",
-            f"SELECT {_COLUMNS} FROM instances "  # noqa: S608 - constant
-            "WHERE (?1 IS NULL OR job_name = ?1) AND (?2 IS NULL OR kind = ?2) "
-            "ORDER BY instance_id LIMIT ?3",
-            (job_name, kind, limit),
+            "dead letters",
+            f"SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters "  # noqa: S608 - no values
+            f"WHERE {of_job}instance_id > ?1 ORDER BY instance_id LIMIT ?3",
+            (after or "", job_name, limit),
         )
-        return [r for r in map(_record, rows) if r is not None]
+        return [DeadLetterRecord.from_row(row) for row in rows]
 
-    async def take_outbox(self, limit: int) -> list[OutboxEntry]:
-        rows = self._read("outbox", "SELECT id, event FROM outbox ORDER BY id LIMIT ?", (limit,))
+    async def delete_dead_letter(self, instance_id: str) -> bool:
+        def delete(conn: sqlite3.Connection) -> bool:
+            sql = "DELETE FROM dead_letters WHERE instance_id = ?"
+            return bool(conn.execute(sql, (instance_id,)).rowcount)
+
+        deleted: bool = await self._write(delete, durable=True)
+        return deleted
+
+    # -- the event log ---------------------------------------------------------
+
+    async def read_events(self, after: int, limit: int) -> list[OutboxEntry]:
+        # One writer at a time: ids are handed out in commit order.
+        rows = self._read(
+            "events",
+            "SELECT id, event FROM events WHERE id > ? ORDER BY id LIMIT ?",
+            (after, limit),
+        )
         return [OutboxEntry(id=i, event=e) for i, e in rows]
 
-    async def ack_outbox(self, ids: Sequence[int]) -> None:
-        def ack(conn: sqlite3.Connection) -> None:
-            conn.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+    async def last_event_id(self) -> int:
+        return self._last_event_id()
 
-        await self._write(ack, durable=True)
+    async def wait_for_events(self, after: int, timeout: float) -> None:
+        """Wake on this process's commits at once; on other processes' within
+        ``poll_interval``, by watching ``PRAGMA data_version``."""
+        seen = self._data_version()
+
+        def committed() -> bool:
+            nonlocal seen
+            version, seen = seen, self._data_version()
+            return version != seen and self._last_event_id() > after
+
+        if self._last_event_id() <= after:
+            await self._poll(self._new_events, timeout, committed)
+
+    def _last_event_id(self) -> int:
+        # The sequence, not the newest row: it stays when trimming takes every row.
+        rows = self._read("last event", "SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+        return int(rows[0][0]) if rows else 0
+
+    async def trim_events(self, *, keep: int, before: float) -> int:
+        trimmed: int = await self._write(
+            lambda conn: _trim_events(conn, keep, before), durable=False
+        )
+        return trimmed
+
+    async def read_cursor(self, name: str) -> int:
+        rows = self._read("cursor", "SELECT position FROM cursors WHERE name = ?", (name,))
+        return int(rows[0][0]) if rows else 0
+
+    async def move_cursor(self, name: str, expected: int, to: int) -> bool:
+        def move(conn: sqlite3.Connection) -> bool:
+            # A cursor without a row is at 0.
+            if expected == 0:
+                cursor = conn.execute(_MOVE_FROM_START_SQL, (name, to))
+            else:
+                cursor = conn.execute(
+                    "UPDATE cursors SET position = ? WHERE name = ? AND position = ?",
+                    (to, name, expected),
+                )
+            return bool(cursor.rowcount)
+
+        moved: bool = await self._write(move, durable=True)
+        return moved
+
+    # -- workers ---------------------------------------------------------------
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        w = worker
+        row = (w.worker_id, w.host, w.pid, w.started_at, w.last_seen_at, w.concurrency, w.running)
+        values = (*row, json.dumps(list(w.jobs)))
+        # Not durable, nor the rest of the registry: a heartbeat lost to a power
+        # cut is sent again, and a worker found missing registers again.
+        await self._write(lambda conn: conn.execute(_REGISTER_SQL, values), durable=False)
+
+    async def heartbeat_worker(self, worker_id: str, last_seen_at: float, running: int) -> bool:
+        def beat(conn: sqlite3.Connection) -> bool:
+            sql = "UPDATE workers SET last_seen_at = ?, running = ? WHERE worker_id = ?"
+            return bool(conn.execute(sql, (last_seen_at, running, worker_id)).rowcount)
+
+        alive: bool = await self._write(beat, durable=False)
+        return alive
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        sql = "DELETE FROM workers WHERE worker_id = ?"
+        await self._write(lambda conn: conn.execute(sql, (worker_id,)), durable=False)
+
+    async def list_workers(self, seen_since: float) -> list[WorkerRecord]:
+        rows = self._read(
+            "workers",
+            f"SELECT {WORKER_COLUMNS} FROM workers ORDER BY worker_id",  # noqa: S608 - constant
+        )
+        workers = [WorkerRecord.from_row(row) for row in rows]
+        if any(w.last_seen_at < seen_since for w in workers):
+            # Only when there is something to prune: listing must not take the lock.
+            sql = "DELETE FROM workers WHERE last_seen_at < ?"
+            await self._write(lambda conn: conn.execute(sql, (seen_since,)), durable=False)
+        return [w for w in workers if w.last_seen_at >= seen_since]
+
+    async def stats(self, now: float) -> StoreStats:
+        instances = self._read(
+            "stats",
+            # Every row is counted: reading the table straight through beats
+            # following the job index to each row.
+            "SELECT job_name, kind, alarm_at IS NOT NULL, count(*) FROM instances NOT INDEXED "
+            "GROUP BY job_name, kind, alarm_at IS NOT NULL ORDER BY 1, 2, 3",
+        )
+        # Through the alarm index: the cost grows with the alarms due.
+        due = self._read(
+            "stats",
+            "SELECT job_name, count(*) FROM instances WHERE alarm_at IS NOT NULL "
+            "AND alarm_at <= ? GROUP BY job_name ORDER BY job_name",
+            (now,),
+        )
+        dead = self._read(
+            "stats", "SELECT job_name, count(*) FROM dead_letters GROUP BY job_name ORDER BY 1"
+        )
+        return StoreStats(
+            instances=tuple((j, k, bool(a), n) for j, k, a, n in instances),
+            due=tuple((j, n) for j, n in due),
+            dead_letters=tuple((j, n) for j, n in dead),
+        )
 
     # -- scheduler -------------------------------------------------------------
 
@@ -306,17 +464,26 @@ class SQLiteStore:
     async def wait_for_alarm(self, timeout: float) -> None:
         """Wake on this process's writes at once; on other processes' within
         ``poll_interval``, by watching ``PRAGMA data_version``."""
+
+        def committed() -> bool:
+            # Another process committed since the last wait returned — maybe while
+            # the dispatcher was busy claiming, so this is no lost wake-up.
+            version = self._data_version()
+            seen, self._seen_version = self._seen_version, version
+            return version != seen
+
+        await self._poll(self._wakeup, timeout, committed)
+
+    async def _poll(self, wakeup: Wakeup, timeout: float, changed: Callable[[], bool]) -> None:
+        """Return once ``changed()``, asked every ``poll_interval``, or ``wakeup`` (this
+        process's writes) says so, or after ``timeout`` seconds. ``PRAGMA data_version``
+        of the reading connection changes with every commit of another connection:
+        no other process can commit unseen."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while True:
-            version = self._data_version()
-            if version != self._seen_version:
-                # Another process committed since the last wait returned — maybe
-                # while the dispatcher was busy claiming, so this is no lost wake-up.
-                self._seen_version = version
-                return
+        while not changed():
             left = deadline - loop.time()
-            if left <= 0 or await self._wakeup.wait(min(left, self.poll_interval)):
+            if left <= 0 or await wakeup.wait(min(left, self.poll_interval)):
                 return
 
     def _data_version(self) -> int:
@@ -473,12 +640,117 @@ def _commit(conn: sqlite3.Connection, commit: Commit) -> bool:
             "INSERT OR IGNORE INTO idempotency_keys (instance_id, key) VALUES (?, ?)",
             (instance_id, commit.idempotency_key),
         )
+    if commit.delete_dead_letter:
+        conn.execute("DELETE FROM dead_letters WHERE instance_id = ?", (instance_id,))
     if (d := commit.dead_letter) is not None:
         conn.execute(
-            "INSERT OR REPLACE INTO dead_letters (instance_id, job_name, state, error, attempts, "
-            "at) VALUES (?, ?, ?, ?, ?, ?)",
-            (d.instance_id, d.job_name, d.state, d.error, d.attempts, d.at),
+            _DEAD_LETTER_SQL,
+            (
+                d.instance_id,
+                d.job_name,
+                d.kind,
+                d.state,
+                d.meta,
+                d.error,
+                d.traceback,
+                d.attempts,
+                d.at,
+            ),
         )
+    _write_history(conn, commit)
     if commit.events:
-        conn.executemany("INSERT INTO outbox (event) VALUES (?)", [(e,) for e in commit.events])
+        conn.executemany(_EVENT_SQL, [(commit.at, e) for e in commit.events])
     return True
+
+
+_DEAD_LETTER_SQL = (
+    f"INSERT OR REPLACE INTO dead_letters ({DEAD_LETTER_COLUMNS}) "  # noqa: S608 - constant
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_EVENT_SQL = "INSERT INTO events (at, event) VALUES (?, ?)"
+_HISTORY_SQL = (
+    "INSERT INTO history (instance_id, job_name, trig, outcome, attempt, started_at, "
+    "finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# Through the (instance_id, id) index: the walk is as long as the limit, whatever
+# the size of the table.
+_TRIM_HISTORY_SQL = (
+    "DELETE FROM history WHERE instance_id = ?1 AND id <= (SELECT id FROM history "
+    "WHERE instance_id = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2)"
+)
+
+
+def _write_history(conn: sqlite3.Connection, commit: Commit) -> None:
+    instance_id = commit.claim.instance_id
+    if commit.history_reset:
+        conn.execute("DELETE FROM history WHERE instance_id = ?", (instance_id,))
+    if not commit.history:
+        return
+    conn.executemany(
+        _HISTORY_SQL,
+        [
+            (
+                instance_id,
+                h.job_name,
+                h.trigger,
+                h.outcome,
+                h.attempt,
+                h.started_at,
+                h.finished_at,
+                h.error,
+            )
+            for h in commit.history
+        ],
+    )
+    if commit.history_limit is not None:
+        conn.execute(_TRIM_HISTORY_SQL, (instance_id, commit.history_limit))
+
+
+_TRIM_AT_ONCE = 10_000  # events looked at and deleted per call, at most
+
+
+def _trim_events(conn: sqlite3.Connection, keep: int, before: float) -> int:
+    """Delete events from the oldest on, up to the first that is both among the
+    newest ``keep`` and stamped at or after ``before``."""
+    first = conn.execute("SELECT min(id) FROM events").fetchone()[0]
+    if first is None:
+        return 0
+    row = conn.execute(
+        "SELECT id FROM events ORDER BY id DESC LIMIT 1 OFFSET ?", (keep,)
+    ).fetchone()
+    beyond = row[0] if row else 0  # the newest event past ``keep``
+    bound = first + _TRIM_AT_ONCE
+    stop = conn.execute(
+        "SELECT min(id) FROM events WHERE id > ? AND id < ? AND at >= ?", (beyond, bound, before)
+    ).fetchone()[0]
+    return conn.execute("DELETE FROM events WHERE id < ?", (stop or bound,)).rowcount
+
+
+_MOVE_FROM_START_SQL = (
+    "INSERT INTO cursors (name, position) VALUES (?, ?) ON CONFLICT (name) "
+    "DO UPDATE SET position = excluded.position WHERE cursors.position = 0"
+)
+_REGISTER_SQL = (
+    f"INSERT OR REPLACE INTO workers ({WORKER_COLUMNS}) "  # noqa: S608 - constant
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_NO_ID = 2**63 - 1  # above every id
+
+
+@functools.cache
+def _list_sql(by_job: bool, below: bool, alarmed: bool | None) -> str:
+    """Instances by id, with parameters: ?1 the job, ?2 the kind (or NULL), ?3 the id
+    to start after, ?4 the id to stop before (with ``below``), ?5 the limit. The job
+    index serves a job, the primary key the rest; never the alarm index ("+"),
+    which would read every alarmed instance to sort them."""
+    where = ["instance_id > ?3", "(?2 IS NULL OR kind = ?2)"]
+    if by_job:
+        where.append("job_name = ?1")
+    if below:
+        where.append("instance_id < ?4")
+    if alarmed is not None:
+        where.append(f"+alarm_at IS {'NOT ' if alarmed else ''}NULL")
+    return (
+        f"SELECT {_COLUMNS} FROM instances WHERE {' AND '.join(where)} "  # noqa: S608 - no values
+        "ORDER BY instance_id LIMIT ?5"
+    )
