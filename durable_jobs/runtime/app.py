@@ -90,6 +90,7 @@ class DurableJobs:
             publish=self.events.publish,
             subscribing=self.events.subscribing,
         )
+        self.events.opener = self.runtimes.open
         self.client = JobsClient(self.runtimes)
         self._sync_client: SyncJobsClient | None = None
 

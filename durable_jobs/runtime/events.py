@@ -169,6 +169,7 @@ class Subscription:
     async def _start(self) -> int:
         while True:
             try:
+                await self._bus.opener()
                 return await self._storage.last_event_id()
             except StorageError as exc:
                 log.warning("events.read_failed", error=str(exc))
@@ -213,8 +214,11 @@ class EventBus:
     """Subscriptions to the store's event log, and in-process listeners of the events
     each call of this process commits (the test runtime's record, metrics)."""
 
-    def __init__(self, storage: StorageAdapter) -> None:
+    def __init__(
+        self, storage: StorageAdapter, opener: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._storage = storage
+        self.opener = opener or storage.open
         self._lock = threading.Lock()
         self._settling: dict[Subscription, concurrent.futures.Future[None]] = {}
         self._listeners: list[Callable[[JobEvent], None]] = []

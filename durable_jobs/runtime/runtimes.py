@@ -87,14 +87,18 @@ class Runtimes:
         loop = asyncio.get_running_loop()
         runtime = self._by_loop.get(loop)
         if runtime is None:
-            if not self._opened:
-                await self.storage.open()
-                self._opened = True
+            await self.open()
             with self._lock:
                 runtime = self._by_loop.get(loop)
                 if runtime is None:
                     runtime = self._by_loop[loop] = self._make()
         return runtime
+
+    async def open(self) -> None:
+        """Open the store, once: its schema is then up to date."""
+        if not self._opened:
+            await self.storage.open()
+            self._opened = True
 
     def _make(self) -> JobsRuntime:
         settings = self.settings
@@ -123,6 +127,7 @@ class Runtimes:
 
     async def live_workers(self) -> list[WorkerRecord]:
         """Workers that refreshed their row within the last three leases."""
+        await self.open()
         now = self.clock.now()
         return await self.storage.list_workers(now - LIVE_LEASES * self.settings.lease)
 
