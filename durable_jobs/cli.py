@@ -15,6 +15,7 @@ import attrs
 
 from .adapters.records import InstanceRecord
 from .errors import DurableJobsError
+from .logs import configure_cli
 from .runtime.app import DurableJobs
 from .runtime.clock import to_datetime_or_none
 from .runtime.counters import load_counters
@@ -144,6 +145,7 @@ async def _worker(app: DurableJobs, args: argparse.Namespace) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="durable-jobs", description=__doc__)
+    parser.add_argument("--log-level", default=_env("log_level"), help="default INFO, to stderr")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, run: Callable[..., Any], help: str) -> argparse.ArgumentParser:
@@ -185,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not app_path:
         raise SystemExit("error: name the app: --app module:attribute or DURABLE_JOBS_APP")
     app = load_app(app_path)
+    configure_cli(args.log_level)  # after loading: an app that set up logging keeps it
 
     async def run() -> str:
         try:

@@ -6,12 +6,11 @@ import asyncio
 import json
 import urllib.request
 
-import structlog
-
 from ..adapters.protocols import StorageAdapter
 from ..errors import DurableJobsError
+from ..logs import get_logger
 
-log = structlog.get_logger("durable_jobs.tracker")
+log = get_logger("durable_jobs.tracker")
 
 
 class HttpTracker:

@@ -19,9 +19,8 @@ import threading
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-import structlog
-
 from ...errors import StorageError
+from ...logs import get_logger
 from ..forks import pid
 from ..records import (
     DEAD_LETTER_COLUMNS,
@@ -43,7 +42,7 @@ _OLDEST = (3, 24, 0)  # upserts (INSERT … ON CONFLICT DO UPDATE)
 _COLUMNS = INSTANCE_COLUMNS
 _REPORTED_AT_ONCE = 100  # damaged alarms looked at per call that meets one
 
-log = structlog.get_logger("durable_jobs.storage")
+log = get_logger("durable_jobs.storage")
 
 
 class SQLiteStore:
