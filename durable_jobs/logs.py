@@ -104,22 +104,26 @@ def _value(value: object) -> str:
 
 
 class Outage:
-    """Tells a run of storage faults once: a warning when the first of a store's
-    connections fails (``storage.unavailable``), debug lines while any still fails,
-    and an info when all work again (``storage.recovered``). Each connection reports
-    as its own ``source``; one that never recovers keeps the outage open, rather than
-    each of its retries announcing a new one. Safe to share between threads."""
+    """Tells a run of storage faults once: a warning at the first
+    (``storage.unavailable``), debug lines while it lasts, and an info
+    (``storage.recovered``) when something that failed during it works again.
+
+    Each kind of call (``source``: a store's ``what``, ``"listen"``) reports on its
+    own. Successes of calls that never failed end nothing: a database whose reads
+    work while its writes are locked out is still failing, and saying it recovered
+    at every read would start a new outage at every write. Safe to share between
+    threads."""
 
     def __init__(self, log: Any) -> None:
         self._log = log
         self._lock = threading.Lock()
-        self._failing: set[str] = set()
+        self._failed: set[str] = set()
         self._faults = 0
 
     def failed(self, source: str, **fields: Any) -> None:
         with self._lock:
-            first = not self._failing
-            self._failing.add(source)
+            first = not self._failed
+            self._failed.add(source)
             self._faults += 1
         if first:
             self._log.warning("storage.unavailable", source=source, **fields)
@@ -127,17 +131,14 @@ class Outage:
             self._log.debug("storage.still_unavailable", source=source, **fields)
 
     def succeeded(self, source: str) -> None:
-        if not self._failing:  # every successful storage call asks: no lock then
+        if source not in self._failed:  # every successful storage call asks: no lock then
             return
         with self._lock:
-            if source not in self._failing:
+            if source not in self._failed:
                 return
-            self._failing.discard(source)
-            faults = self._faults
-            if self._failing:
-                return
-            self._faults = 0
-        self._log.info("storage.recovered", faults=faults)
+            faults, self._faults = self._faults, 0
+            self._failed.clear()
+        self._log.info("storage.recovered", source=source, faults=faults)
 
 
 def configure_cli(level: str | None) -> None:

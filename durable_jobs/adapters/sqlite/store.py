@@ -120,11 +120,13 @@ class SQLiteStore:
                 raise
 
         try:
-            return run()  # the common case: no lock, no retry machinery
+            rows = run()  # the common case: no lock, no retry machinery
         except Busy:
             return self.retry.call(what, run, (Busy,))
         except sqlite3.Error as exc:
             raise StorageError(f"{what} failed: {exc}") from exc
+        self.retry.outage.succeeded(what)  # past the retry helper: tell it
+        return rows
 
     async def _write(self, write: Any, *, durable: bool) -> Any:
         """Every write goes this way: see ``_writer.py``."""
