@@ -10,7 +10,8 @@ a job's ``logging=`` setting is a floor on top of that.
 A record's message is ``event key=value …``, readable under a plain
 ``logging.basicConfig()``; the same fields ride on the record as attributes
 (``record.event``, ``record.instance_id``…) for JSON formatters and filters, and the
-exception of a failure as ``exc_info``.
+exception of a failure as ``exc_info``. A field named like a record attribute
+(``name``, ``msg``…) is set as ``name_``, ``msg_``: logging refuses to overwrite them.
 """
 
 from __future__ import annotations
@@ -87,15 +88,28 @@ class _Timestamp:
         return event_dict
 
 
-def _to_record(_: Any, __: str, event_dict: EventDict) -> dict[str, Any]:
-    """The keyword arguments of the stdlib logging call."""
+def _to_record(_: Any, __: str, event_dict: EventDict) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The positional and keyword arguments of the stdlib logging call."""
     call = {key: event_dict.pop(key) for key in ("exc_info", "stack_info") if key in event_dict}
     event = str(event_dict.pop("event"))
-    call["msg"] = " ".join([event, *(f"{k}={_value(v)}" for k, v in event_dict.items())])
     extra = {"event": event}
     extra.update((f"{k}_" if k in _TAKEN else k, v) for k, v in event_dict.items())
     call["extra"] = extra
-    return call
+    if not event_dict:
+        return (event,), call  # no arguments: logging leaves a "%" in it alone
+    # One template per event, as aggregators that group records by it expect; the
+    # fields are rendered when a handler formats the record, if one ever does.
+    return (event.replace("%", "%%") + " %s", _Fields(event_dict)), call
+
+
+class _Fields:
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: EventDict) -> None:
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return " ".join(f"{k}={_value(v)}" for k, v in self.fields.items())
 
 
 def _value(value: object) -> str:

@@ -113,6 +113,7 @@ async def test_a_failure_reaches_a_handler_of_the_library_logger_with_its_except
     assert isinstance(failed.exc_info[1], RuntimeError)
     assert str(failed.exc_info[1]) == "boom"
     assert failed.instance_id == "continuous:flaky:a"  # type: ignore[attr-defined]
+    assert failed.msg == "job.failed %s"  # one template per event, to group records by
     message = failed.getMessage()
     assert message.startswith("job.failed job_name=flaky job_type=continuous ")
     assert "error='RuntimeError: boom'" in message
@@ -167,9 +168,11 @@ async def test_a_job_logs_the_time_of_the_fake_clock(root: logging.Logger) -> No
 def test_fields_named_like_record_attributes_are_kept_apart(root: logging.Logger) -> None:
     with kept(root) as records:
         get_logger("durable_jobs.test").error("user.error", name="bob", msg="hi")
-    [record] = records
-    assert (record.name, record.name_, record.msg_) == ("durable_jobs.test", "bob", "hi")  # type: ignore[attr-defined]
-    assert record.getMessage() == "user.error name=bob msg=hi"
+        get_logger("durable_jobs.test").error("user.100%")
+    named, bare = records
+    assert (named.name, named.name_, named.msg_) == ("durable_jobs.test", "bob", "hi")  # type: ignore[attr-defined]
+    assert named.getMessage() == "user.error name=bob msg=hi"
+    assert bare.getMessage() == "user.100%"
 
 
 # -- one outage, one warning -------------------------------------------------------
