@@ -16,10 +16,10 @@ from typing import Any, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import attrs
-import structlog
 
 from .adapters.records import DeadLetterRecord, InstanceRecord
 from .errors import DurableJobsError, InstanceNotFoundError, InvalidStateError, JobNotFoundError
+from .logs import configure_cli
 from .runtime.app import DurableJobs
 from .runtime.clock import to_datetime, to_datetime_or_none
 from .runtime.counters import load_counters
@@ -126,20 +126,13 @@ def _import_failed(module_name: str, exc: Exception) -> str:
 def open_app(args: argparse.Namespace) -> DurableJobs:
     """The app the command names, on the store --storage names if given."""
     app = load_app(args.app_path)
-    _logs_to_stderr()
+    configure_cli(args.log_level)  # after loading: an app that set up logging keeps it
     if not args.storage:
         return app
     try:
         return app.with_storage(args.storage)
     except (ValueError, TypeError) as exc:
         raise AppLoadError(f"invalid --storage: {exc}") from exc
-
-
-def _logs_to_stderr() -> None:
-    """Logs go to stderr, unless the app configured them: stdout is for results."""
-    if not structlog.is_configured():
-        # sys.stderr as it is when a logger is made, not now: it may be replaced.
-        structlog.configure(logger_factory=lambda *_: structlog.PrintLogger(sys.stderr))
 
 
 def shown_storage(url: str) -> str:
@@ -404,6 +397,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--json", action="store_true", default=_env_flag("json"), help="print JSON"
         )
+        sub.add_argument("--log-level", default=_env("log_level"),
+                         help="durable-jobs' log level, to stderr (default INFO)")  # fmt: skip
         sub.add_argument(
             "--traceback",
             action="store_true",

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import logging
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from durable_jobs import JobEvent
 
@@ -32,3 +35,32 @@ class ManualClock:
 
     def now(self) -> float:
         return self.seconds
+
+
+_RECORD = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+
+
+def log_entry(record: logging.LogRecord) -> dict[str, Any]:
+    """A durable-jobs log record as a dict: ``event``, ``log_level`` and its fields."""
+    fields = {k: v for k, v in vars(record).items() if k not in _RECORD}
+    return {"log_level": record.levelname.lower(), **fields}
+
+
+@contextlib.contextmanager
+def captured_logs(level: int = logging.DEBUG) -> Iterator[list[dict[str, Any]]]:
+    """Everything durable-jobs logs at ``level`` or above meanwhile, as ``log_entry`` dicts."""
+    entries: list[dict[str, Any]] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            entries.append(log_entry(record))
+
+    logger = logging.getLogger("durable_jobs")
+    handler, before = Keep(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield entries
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(before)

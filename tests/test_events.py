@@ -14,7 +14,6 @@ from typing import Any
 
 import attrs
 import pytest
-from structlog.testing import capture_logs
 
 from durable_jobs import (
     Backoff,
@@ -31,7 +30,7 @@ from durable_jobs import (
     every,
 )
 from durable_jobs.testing import create_test_runtime
-from tests.support import T0, ManualClock, later, types
+from tests.support import T0, ManualClock, captured_logs, later, types
 
 
 @attrs.frozen
@@ -369,7 +368,7 @@ def logged_job(setting: bool | int) -> Continuous[Counter]:
 async def logs_of(setting: bool | int) -> list[dict[str, Any]]:
     job = logged_job(setting)
     rt = create_test_runtime({"logged": job}, now=T0)
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         await rt.client.continuous(job).start("a", Counter())
         await rt.advance("2 minutes")
     return logs
@@ -435,7 +434,7 @@ async def test_log_records_are_bound_to_the_job_and_instance() -> None:
 async def test_logging_is_per_job() -> None:
     quiet, loud = logged_job(False), logged_job(True)
     rt = create_test_runtime({"quiet": quiet, "loud": loud}, now=T0)
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         await rt.client.continuous(quiet).start("a", Counter())
         await rt.client.continuous(loud).start("a", Counter())
         await rt.advance(0)

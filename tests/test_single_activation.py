@@ -9,7 +9,6 @@ from typing import Any
 
 import attrs
 import pytest
-from structlog.testing import capture_logs
 
 from durable_jobs import (
     Backoff,
@@ -23,7 +22,7 @@ from durable_jobs import (
 from durable_jobs.runtime.app import DurableJobs
 from durable_jobs.runtime.clock import FakeClock
 from durable_jobs.testing import TestRuntime
-from tests.support import T0
+from tests.support import T0, captured_logs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -252,7 +251,7 @@ async def test_a_recovered_alarm_runs_and_is_logged_with_its_count() -> None:
     await rt.client.task(job).send("a", Ping())
     clock.set(clock.now() + 1)
     await die(rt, clock, 2)
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         await rt.advance("1 second")
     state = await rt.client.task(job).get_state("a")
     assert state.state == Seen(events=1, executed=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,8 +13,6 @@ from typing import Any
 
 import attrs
 import pytest
-import structlog
-import structlog.testing
 import tenacity
 
 from durable_jobs import StorageError, Task, TaskContext, ValidationError, create_durable_jobs
@@ -21,6 +20,7 @@ from durable_jobs.adapters.retry import StorageRetry
 from durable_jobs.adapters.sqlite import SQLiteStore
 from durable_jobs.runtime.app import DurableJobs
 from durable_jobs.testing import create_test_runtime
+from tests.support import captured_logs
 
 
 @attrs.frozen
@@ -236,7 +236,7 @@ async def test_a_damaged_alarm_is_reported_once_and_never_stops_the_others(
     for key in ("a", "bad", "c"):
         await rt.client.task(job).send(key, Note(key))
     damage_alarm(path, "bad", damage)
-    with structlog.testing.capture_logs() as logs:
+    with captured_logs() as logs:
         delivered = await rt.advance("2 hours")
         await rt.client.task(job).send("d", Note("d"))
         delivered += await rt.advance("2 hours")
@@ -251,18 +251,20 @@ async def test_a_damaged_alarm_is_reported_once_and_never_stops_the_others(
 def noticing(event: str) -> Iterator[asyncio.Event]:
     """An event set once ``event`` is logged (on this thread's loop)."""
     seen = asyncio.Event()
+    loop = asyncio.get_running_loop()
 
-    def notice(_: object, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-        if event_dict["event"] == event:
-            seen.set()
-        raise structlog.DropEvent
+    class Notice(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if getattr(record, "event", None) == event:
+                loop.call_soon_threadsafe(seen.set)
 
-    before = structlog.get_config()["processors"]
-    structlog.configure(processors=[notice])
+    logger = logging.getLogger("durable_jobs")
+    handler = Notice()
+    logger.addHandler(handler)
     try:
         yield seen
     finally:
-        structlog.configure(processors=before)
+        logger.removeHandler(handler)
 
 
 async def due_now(event: Note, ctx: TaskContext[Notes]) -> None:

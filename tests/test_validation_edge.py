@@ -17,7 +17,6 @@ from typing import Any
 
 import attrs
 import pytest
-from structlog.testing import capture_logs
 
 from durable_jobs import (
     Continuous,
@@ -36,7 +35,7 @@ from durable_jobs.adapters.records import Commit
 from durable_jobs.runtime.clock import FakeClock
 from durable_jobs.testing import TestRuntime
 from tests.conftest import BACKENDS, DSN, drop_schema, fresh_schema, needs_postgres
-from tests.support import T0
+from tests.support import T0, captured_logs
 
 MIB = 1024 * 1024
 
@@ -543,7 +542,7 @@ def test_logging_takes_only_a_standard_level(setting: Any) -> None:
 async def test_logging_none_logs_nothing(make_runtime: Callable[..., TestRuntime]) -> None:
     quiet = Continuous(state=Ping, schedule=every(60), execute=failing, logging=None)
     errors_only = Continuous(state=Ping, schedule=every(60), execute=failing, logging=False)
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         rt = make_runtime({"quiet": quiet, "errors_only": errors_only})
         await rt.client.continuous(quiet).start("a", Ping())
         await rt.client.continuous(errors_only).start("a", Ping())

@@ -12,34 +12,41 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import TypeVar
 
 import attrs
-import structlog
 import tenacity
 
 from ..errors import StorageError
+from ..logs import Outage, get_logger
 
 T = TypeVar("T")
 
-log = structlog.get_logger("durable_jobs.storage")
+log = get_logger("durable_jobs.storage")
 
 
 @attrs.frozen(kw_only=True)
 class StorageRetry:
     """How long transient faults are retried: by default up to 10 s, backing off
-    exponentially from 5 ms to 0.5 s with jitter."""
+    exponentially from 5 ms to 0.5 s with jitter.
+
+    A run of transient faults is logged once, however many retries and calls it
+    spans: ``storage.unavailable`` (a warning) at the first, ``storage.recovered``
+    (an info) when a kind of call that failed succeeds again.
+    """
 
     stop: tenacity.stop.stop_base = attrs.field(factory=lambda: tenacity.stop_after_delay(10))
     wait: tenacity.wait.wait_base = attrs.field(
         factory=lambda: tenacity.wait_exponential_jitter(multiplier=0.005, max=0.5)
     )
+    outage: Outage = attrs.field(init=False, factory=lambda: Outage(log), eq=False, repr=False)
+    """The run of faults under way, if any; a store's other connections report to it too."""
 
-    def _retrying(self, transient: tuple[type[BaseException], ...]) -> dict[str, object]:
+    def _retrying(self, what: str, transient: tuple[type[BaseException], ...]) -> dict[str, object]:
         return {
             "stop": self.stop,
             "wait": self.wait,
             "retry": tenacity.retry_if_exception_type(transient),
             "reraise": True,
-            "before_sleep": lambda state: log.warning(
-                "storage.transient_fault",
+            "before_sleep": lambda state: self.outage.failed(
+                what,
                 attempt=state.attempt_number,
                 error=str(state.outcome.exception()) if state.outcome else None,
             ),
@@ -49,12 +56,17 @@ class StorageRetry:
         """Run ``fn`` (blocking), retrying ``transient`` errors."""
         with _as_storage_error(what, transient):
             try:
-                return fn()  # the common case costs no retry machinery
+                result = fn()  # the common case costs no retry machinery
             except transient:
                 pass
-            for attempt in tenacity.Retrying(**self._retrying(transient)):  # type: ignore[arg-type]
+            else:
+                self.outage.succeeded(what)
+                return result
+            for attempt in tenacity.Retrying(**self._retrying(what, transient)):  # type: ignore[arg-type]
                 with attempt:
-                    return fn()
+                    result = fn()
+                    self.outage.succeeded(what)
+                    return result
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def acall(
@@ -63,12 +75,17 @@ class StorageRetry:
         """Run the coroutine function ``fn``, retrying ``transient`` errors."""
         with _as_storage_error(what, transient):
             try:
-                return await fn()  # the common case costs no retry machinery
+                result = await fn()  # the common case costs no retry machinery
             except transient:
                 pass
-            async for attempt in tenacity.AsyncRetrying(**self._retrying(transient)):  # type: ignore[arg-type]
+            else:
+                self.outage.succeeded(what)
+                return result
+            async for attempt in tenacity.AsyncRetrying(**self._retrying(what, transient)):  # type: ignore[arg-type]
                 with attempt:
-                    return await fn()
+                    result = await fn()
+                    self.outage.succeeded(what)
+                    return result
         raise AssertionError("unreachable")  # pragma: no cover
 
 

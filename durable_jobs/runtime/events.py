@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import attrs
-import structlog
 
 from ..adapters.protocols import StorageAdapter
 from ..errors import StorageError
+from ..logs import get_logger
 
-log = structlog.get_logger("durable_jobs.events")
+log = get_logger("durable_jobs.events")
 
 EVENT_TYPES = (
     "job.started",

@@ -8,13 +8,12 @@ import socket
 import uuid
 from collections.abc import Sized
 
-import structlog
-
 from ..adapters.records import WorkerRecord
 from ..errors import StorageError
+from ..logs import get_logger
 from .runtimes import Runtimes
 
-log = structlog.get_logger("durable_jobs.worker")
+log = get_logger("durable_jobs.worker")
 
 EVENTS_KEPT = 10_000
 """Events the log keeps at most; older ones are trimmed by the workers."""

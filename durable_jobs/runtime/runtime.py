@@ -6,12 +6,11 @@ import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
-import structlog
-
 from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
 from ..adapters.records import Claim, InstanceRecord
 from ..errors import ExecutionError
 from ..jobs.definitions import JobDefinition
+from ..logs import get_logger
 from .codec import Codec
 from .draft import Draft
 from .events import JobEvent
@@ -20,7 +19,7 @@ from .shell import InstanceShell, Target
 
 T = TypeVar("T")
 
-log = structlog.get_logger("durable_jobs.runtime")
+log = get_logger("durable_jobs.runtime")
 
 
 class JobsRuntime:
@@ -49,7 +48,7 @@ class JobsRuntime:
         self.codec = codec or Codec()
         rng = rng or random.Random()  # noqa: S311 - jitter, not secrecy
         self.handlers: dict[str, KindHandler] = {
-            name: HANDLERS[job.kind](name, job, codec=self.codec, rng=rng)
+            name: HANDLERS[job.kind](name, job, codec=self.codec, rng=rng, clock=clock)
             for name, job in jobs.items()
         }
         self.job_names = frozenset(self.handlers)

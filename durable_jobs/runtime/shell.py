@@ -17,11 +17,11 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any, TypeVar
 
 import attrs
-import structlog
 
 from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
 from ..adapters.records import Claim, Commit, InstanceRecord
 from ..errors import DuplicateEventError, InvalidStateError, StorageError, ValidationError
+from ..logs import get_logger
 from .draft import Draft
 from .events import JobEvent
 from .threads import HandlerAbandoned
@@ -29,7 +29,7 @@ from .tracing import Tracing
 
 T = TypeVar("T")
 
-log = structlog.get_logger("durable_jobs.shell")
+log = get_logger("durable_jobs.shell")
 
 
 class _Running:

@@ -7,12 +7,11 @@ import json
 import urllib.request
 from collections.abc import Mapping
 
-import structlog
-
 from ..adapters.protocols import StorageAdapter
 from ..errors import DurableJobsError
+from ..logs import get_logger
 
-log = structlog.get_logger("durable_jobs.tracker")
+log = get_logger("durable_jobs.tracker")
 
 
 CURSOR = "http_tracker"

@@ -8,16 +8,15 @@ import os
 import signal
 import sys
 
-import structlog
-
 from ..adapters.records import Claim
-from ..errors import DurableJobsError
+from ..errors import DurableJobsError, StorageError
+from ..logs import get_logger
 from .presence import Presence
 from .runtime import JobsRuntime
 from .runtimes import Runtimes
 from .tracker import HttpTracker
 
-log = structlog.get_logger("durable_jobs.worker")
+log = get_logger("durable_jobs.worker")
 
 ABANDON_AFTER = 2.0
 """Seconds a stopping worker waits, after its grace, for handlers it cancelled."""
@@ -123,7 +122,7 @@ class Worker:
         try:
             claims = await runtime.claim_due(free)
         except DurableJobsError as exc:
-            log.error("worker.claim_failed", error=str(exc))
+            _failed("worker.claim_failed", exc)
             return 0
         for claim in claims:
             task = asyncio.get_running_loop().create_task(self._deliver(runtime, claim))
@@ -165,7 +164,7 @@ class Worker:
         try:
             next_at = await runtime.next_alarm_at()
         except DurableJobsError as exc:
-            log.error("worker.next_alarm_failed", error=str(exc))
+            _failed("worker.next_alarm_failed", exc)
             return self.poll_interval
         if next_at is None:
             return self.poll_interval
@@ -197,3 +196,12 @@ class Worker:
             await asyncio.gather(self._tracker, return_exceptions=True)
             with contextlib.suppress(DurableJobsError):
                 await self.tracker.ship(self.runtimes.storage)
+
+
+def _failed(event: str, exc: DurableJobsError) -> None:
+    # A store that gave up retrying has logged the outage once, when it began
+    # (storage.unavailable): a line per poll while it lasts would bury that one.
+    if isinstance(exc, StorageError) and exc.retryable:
+        log.debug(event, error=str(exc))
+    else:
+        log.error(event, error=str(exc))

@@ -14,12 +14,10 @@ import hashlib
 import threading
 
 import psycopg
-import structlog
 from psycopg import sql
 
+from ...logs import Outage
 from ..wakeup import Wakeup
-
-log = structlog.get_logger("durable_jobs.storage")
 
 NAMEDATALEN = 63
 """The longest identifier PostgreSQL keeps, in bytes; ``pg_notify`` refuses longer."""
@@ -43,8 +41,9 @@ class Listener:
     TICK = 0.1
     """How often the thread checks whether it should stop, in seconds."""
 
-    def __init__(self, dsn: str, channel: str, origin: str, wakeup: Wakeup) -> None:
+    def __init__(self, dsn: str, channel: str, origin: str, wakeup: Wakeup, outage: Outage) -> None:
         self._dsn = dsn
+        self._outage = outage  # the store's: one outage, however many connections see it
         self._channel = channel
         self._origin = origin
         self._wakeup = wakeup
@@ -82,7 +81,7 @@ class Listener:
             try:
                 self._listen()
             except Exception as exc:  # whatever it was, keep listening: waiters rely on it
-                log.warning("storage.listen_failed", channel=self._channel, error=str(exc))
+                self._outage.failed("listen", channel=self._channel, error=str(exc))
             if self._listening.is_set():
                 delay = self.TICK  # it worked for a while: reconnect promptly
             self._listening.clear()
@@ -97,6 +96,7 @@ class Listener:
             # waiters look for themselves. Listening is told first, so that a waiter
             # this wakes finds it so.
             self._listening.set()
+            self._outage.succeeded("listen")
             self._wakeup.fire()
             while not self._stop.is_set():
                 for notify in conn.notifies(timeout=self.TICK):

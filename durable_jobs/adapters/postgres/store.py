@@ -208,7 +208,9 @@ class PostgresStore:
         )
         pool.open(wait=False)
         executor = ThreadPoolExecutor(self._max_size, thread_name_prefix="durable-jobs-pg")
-        listener = Listener(self._dsn, self._channel, self._origin, self._wakeup)
+        listener = Listener(
+            self._dsn, self._channel, self._origin, self._wakeup, self._retry.outage
+        )
         return _Resources(pool, executor, listener)
 
     async def close(self) -> None:

@@ -239,6 +239,7 @@ class Writer:
                 if durable and self._syncer is not None:
                     self._syncer.check()
                 results = conn.run(writes, durable=durable)
+                self._retry.outage.succeeded("sqlite write")  # past the retry helper: tell it
             except Busy:
                 if on_loop:
                     return False

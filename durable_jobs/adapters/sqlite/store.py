@@ -20,9 +20,8 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-import structlog
-
 from ...errors import StorageError
+from ...logs import get_logger
 from ..forks import pid
 from ..records import (
     DEAD_LETTER_COLUMNS,
@@ -49,7 +48,7 @@ _OLDEST = (3, 24, 0)  # upserts (INSERT … ON CONFLICT DO UPDATE)
 _COLUMNS = INSTANCE_COLUMNS
 _REPORTED_AT_ONCE = 100  # damaged alarms looked at per call that meets one
 
-log = structlog.get_logger("durable_jobs.storage")
+log = get_logger("durable_jobs.storage")
 
 
 class SQLiteStore:
@@ -128,11 +127,13 @@ class SQLiteStore:
                 raise
 
         try:
-            return run()  # the common case: no lock, no retry machinery
+            rows = run()  # the common case: no lock, no retry machinery
         except Busy:
             return self.retry.call(what, run, (Busy,))
         except sqlite3.Error as exc:
             raise StorageError(f"{what} failed: {exc}") from exc
+        self.retry.outage.succeeded(what)  # past the retry helper: tell it
+        return rows
 
     async def _write(self, write: Any, *, durable: bool) -> Any:
         """Every write goes this way: see ``_writer.py``."""

@@ -10,12 +10,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-import structlog
-
+from ...adapters.protocols import Clock
 from ...adapters.records import DeadLetterRecord, HistoryRecord, InstanceRecord
 from ...errors import InvalidStateError
 from ...jobs.definitions import log_level
 from ...jobs.retry import Retry
+from ...logs import get_logger
 from ..clock import to_datetime
 from ..codec import Codec
 from ..counters import Counters, load_counters
@@ -42,6 +42,7 @@ class KindHandler:
         *,
         codec: Codec,
         rng: random.Random,
+        clock: Clock | None = None,
     ) -> None:
         self.name = name
         self.definition = definition
@@ -50,11 +51,8 @@ class KindHandler:
         self.retry: Retry | None = definition.retry
         timeout = definition.timeout
         self.timeout: float | None = None if timeout is None else timeout.total_seconds()
-        # bind() turns structlog's lazy proxy into a logger once, here: the proxy
-        # would build a new one on every call, filtered levels included.
-        self.log = structlog.wrap_logger(
-            None,
-            wrapper_class=structlog.make_filtering_bound_logger(log_level(definition.logging)),
+        self.log = get_logger(
+            f"durable_jobs.job.{name}", floor=log_level(definition.logging), clock=clock
         ).bind(job_name=name, job_type=self.kind)
         self._awaitable: dict[Callable[..., Any], bool] = {}
 
@@ -202,6 +200,7 @@ class KindHandler:
             error=describe(error),
             attempt=attempt,
             will_retry=retry_at is not None,
+            exc_info=error,
         )
         return info
 
@@ -231,6 +230,7 @@ class KindHandler:
             instance_id=draft.instance_id,
             error=describe(error),
             attempts=attempts,
+            exc_info=error,
         )
 
     def take_dead_letter(self, draft: Draft[Any]) -> DeadLetterRecord | None:
