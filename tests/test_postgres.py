@@ -7,6 +7,7 @@ import asyncio
 import gc
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -15,7 +16,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from durable_jobs.adapters.postgres import PostgresStore
-from durable_jobs.adapters.records import Claim, Commit
+from durable_jobs.adapters.postgres._schema import LATEST, migrate
+from durable_jobs.adapters.records import Claim, Commit, DeadLetterRecord
 from durable_jobs.errors import StorageError
 from durable_jobs.testing.conformance import LEASE, T0, claim, put, record
 
@@ -100,28 +102,79 @@ async def test_concurrent_opens_all_succeed_and_migrate_once(make: Make, schema:
     assert len(await stores[-1].list_instances()) == len(stores)
 
 
+def schema_at(schema: str, version: int) -> None:
+    """Make ``schema`` as a release whose latest migration was ``version`` made it."""
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        migrate(conn, schema, to=version)
+
+
+def schema_version(schema: str) -> int:
+    table = sql.Identifier(schema, "schema_version")
+    return int(query(sql.SQL("SELECT max(version) FROM {}").format(table))[0][0])
+
+
 async def test_a_schema_of_the_first_version_is_migrated_on_open(make: Make, schema: str) -> None:
     """A schema made by a release before ``claim_many`` keeps its data and gains it."""
-    first = make()
-    await first.open()
-    await put(first, record(state='"kept"'))
-    await first.close()
-    latest = query(
-        sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(schema, "schema_version"))
-    )
-    query(sql.SQL("DROP FUNCTION {}").format(sql.Identifier(schema, "claim_many")))
+    schema_at(schema, 1)
     query(
-        sql.SQL("DELETE FROM {} WHERE version > 1").format(sql.Identifier(schema, "schema_version"))
+        sql.SQL(
+            "INSERT INTO {} (instance_id, kind, job_name, key, state, meta, created_at, "
+            "updated_at) VALUES ('task:job:a', 'task', 'job', 'a', '\"kept\"', '{{}}', 0, 0)"
+        ).format(sql.Identifier(schema, "instances"))
     )
     upgraded = make()
     await upgraded.open()
     taken = await claim(upgraded, "task:job:a")
     assert taken.record is not None
     assert taken.record.state == '"kept"'
-    versions = query(
-        sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(schema, "schema_version"))
+    assert schema_version(schema) == LATEST
+
+
+async def test_a_schema_of_version_7_keeps_its_data_in_version_8(make: Make, schema: str) -> None:
+    """The instances, dead letters and undelivered outbox events of a schema made
+    before the event log are kept; old dead letters get their kind from their id."""
+    schema_at(schema, 7)
+    table = partial(sql.Identifier, schema)
+    query(
+        sql.SQL(
+            "INSERT INTO {} (instance_id, kind, job_name, key, state, meta, alarm_at, "
+            "created_at, updated_at) VALUES ('debounce:hooks:a', 'debounce', 'hooks', 'a', "
+            "'\"s\"', '{{\"n\":1}}', %s, 1, 2)"
+        ).format(table("instances")),
+        (T0,),
     )
-    assert versions == latest
+    query(
+        sql.SQL(
+            "INSERT INTO {} (instance_id, job_name, state, error, attempts, at) "
+            "VALUES ('debounce:hooks:a', 'hooks', '\"s\"', 'E: x', 3, %s)"
+        ).format(table("dead_letters")),
+        (T0,),
+    )
+    query(sql.SQL("INSERT INTO {} (event) VALUES ('\"old\"')").format(table("outbox")))
+
+    upgraded = make()
+    await upgraded.open()
+    assert schema_version(schema) == LATEST == 8
+    kept = await upgraded.read("debounce:hooks:a")
+    assert kept is not None
+    assert (kept.state, kept.meta, kept.alarm_at) == ('"s"', '{"n":1}', T0)
+    assert await upgraded.list_instances(kind="debounce", alarmed=True) == [kept]
+    dead = DeadLetterRecord(
+        instance_id="debounce:hooks:a",
+        job_name="hooks",
+        kind="debounce",
+        state='"s"',
+        meta=None,
+        error="E: x",
+        traceback="",
+        attempts=3,
+        at=T0,
+    )
+    assert await upgraded.list_dead_letters(job_name="hooks") == [dead]
+    [old] = await upgraded.read_events(0, 10)
+    assert old.event == '"old"'
+    await put(upgraded, record("task:job:b"), events=('"new"',))
+    assert [e.event for e in await upgraded.read_events(old.id, 10)] == ['"new"']
 
 
 def synchronous_commit_after(statement: sql.Composable) -> str:
@@ -192,7 +245,7 @@ async def test_a_stale_owner_in_another_store_cannot_commit(make: Make) -> None:
     assert not await a.commit(refused)
     assert await b.read("task:job:a") is None
     assert not await b.has_idempotency_key("task:job:a", "k")
-    assert await b.take_outbox(10) == []
+    assert await b.read_events(0, 10) == []
     assert await b.commit(Commit(claim=fresh, record=record(state='"fresh"')))
     stored = await a.read("task:job:a")
     assert stored is not None
@@ -328,7 +381,7 @@ async def test_terminated_connections_are_survived(make: Make) -> None:
 @pytest.mark.parametrize("with_events", [False, True], ids=["one-statement", "pipelined"])
 async def test_one_bad_commit_does_not_sink_the_others(make: Make, with_events: bool) -> None:
     """Commits queued together share a transaction; each is fenced and fails alone.
-    Usual commits share one statement; those with outbox events are pipelined."""
+    Usual commits share one statement; those with events are pipelined."""
     a = make()
     b = make()
     await opened(a, b)
@@ -360,7 +413,7 @@ async def test_one_bad_commit_does_not_sink_the_others(make: Make, with_events: 
     assert written == set(outcomes)
     keyed = [i for i in held_ids(held) if await a.has_idempotency_key(i, f"key-{i}")]
     assert set(keyed) == set(outcomes)
-    events = {e.event.strip('"') for e in await a.take_outbox(100)}
+    events = {e.event.strip('"') for e in await a.read_events(0, 100)}
     assert events == (set(outcomes) if with_events else set())
 
 

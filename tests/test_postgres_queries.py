@@ -88,6 +88,7 @@ def test_claims_and_commits_look_their_rows_up_by_key_in_any_plan(schema: str) -
     for table, columns in (
         ("instances", "id, 'task', 'job', id, '{{}}', '{{}}', 1e12, 0, 0"),
         ("claims", "id, 'w', id, 0"),
+        ("history", "row_number() OVER (), id, 'job', 'alarm', 'ok', 1, 0, 0, NULL"),
     ):
         query(
             sql.SQL("INSERT INTO {} SELECT " + columns + " FROM unnest(%s::text[]) id").format(
@@ -120,10 +121,12 @@ def test_claims_and_commits_look_their_rows_up_by_key_in_any_plan(schema: str) -
         assert conn.execute(claim_one, (ids[8],)).fetchall()[0][:2] == ("new", ids[8])
         commit_one = sql.SQL(
             "SELECT * FROM {}(%s, 'new', true, 'task', 'job', %s, NULL, '{{}}', 1e12, 0, 1, "
-            "'key', true, 'channel', 'origin')"
+            "'key', true, 'channel', 'origin', 0, ARRAY['job'], ARRAY['alarm'], ARRAY['ok'], "
+            "ARRAY[1], ARRAY[0::float8], ARRAY[1::float8], ARRAY[NULL])"
         ).format(sql.Identifier(schema, "commit_one"))
         assert conn.execute(commit_one, (ids[8], ids[8])).fetchall() == [(ids[8],)]
     nested = "\n".join(plan for plan in plans if "Scan" in plan)
     assert "Index Scan using claims_pkey" in nested, nested
     assert "Index Scan using instances_pkey" in nested, nested
+    assert "using history_instance" in nested, nested  # the history trimmed by key
     assert "Seq Scan" not in nested, nested
