@@ -16,10 +16,12 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from durable_jobs.adapters.postgres import PostgresStore
+from durable_jobs.adapters.postgres._queries import Queries
 from durable_jobs.adapters.postgres._schema import LATEST, migrate
-from durable_jobs.adapters.records import Claim, Commit, DeadLetterRecord
+from durable_jobs.adapters.postgres.store import events_lock_key
+from durable_jobs.adapters.records import Claim, Commit, DeadLetterRecord, OutboxEntry
 from durable_jobs.errors import StorageError
-from durable_jobs.testing.conformance import LEASE, T0, claim, put, record
+from durable_jobs.testing.conformance import LEASE, T0, claim, put, record, run
 
 from .conftest import DSN, drop_schema, fresh_schema, needs_postgres
 
@@ -641,3 +643,113 @@ def waiting_on_a_lock(application_name: str) -> list[int]:
         (application_name,),
     )
     return [pid for (pid,) in found]
+
+
+# -- history and the event log ---------------------------------------------------
+
+
+@pytest.mark.parametrize("with_events", [False, True], ids=["one-statement", "pipelined"])
+async def test_history_written_together_is_kept_per_instance(
+    make: Make, schema: str, with_events: bool
+) -> None:
+    """Commits queued together write and trim their history in one go, each instance
+    to its own limit, and a stale one writes none."""
+    store = make()
+    await store.open()
+    ids = [f"task:job:{n}" for n in range(10)]
+    for turn in range(3):
+        claims = await asyncio.gather(*(claim(store, i) for i in ids))
+        if turn == 2:  # the last of them is taken over: its commit is refused
+            await store.claim(ids[-1], "w2", T0 + LEASE + 1, T0 + 3 * LEASE)
+        commits = [
+            Commit(
+                claim=c,
+                record=record(c.instance_id),
+                history=(run(c.instance_id, n=2 * turn), run(c.instance_id, n=2 * turn + 1)),
+                history_limit=3,
+                history_reset=turn == 2 and c.instance_id == ids[0],
+                events=('"e"',) if with_events else (),
+            )
+            for c in claims
+        ]
+        applied = await asyncio.gather(*(store.commit(c) for c in commits))
+        assert applied == [True] * 9 + [turn < 2]
+    assert transactions(schema, "history") <= 2 * 3  # a batch or two per turn
+    started = {i: [r.started_at - T0 for r in await store.read_history(i, limit=10)] for i in ids}
+    assert started.pop(ids[0]) == [5, 4]  # reset, then the turn's two rows
+    assert started.pop(ids[-1]) == [3, 2, 1]  # the refused turn wrote nothing
+    assert set(map(tuple, started.values())) == {(5, 4, 3)}
+
+
+async def test_event_ids_follow_commit_order(make: Make, schema: str) -> None:
+    """A transaction writing events that is slow to commit holds back the next one:
+    its ids come after, and no reader sees them before the slow one's."""
+    app = f"dj_events_{uuid.uuid4().hex[:8]}"
+    store = make(make_conninfo(DSN, application_name=app))
+    await store.open()
+    taken = await claim(store, "task:job:b")
+    q = Queries(schema)
+    add_event = sql.SQL("INSERT INTO {} (at, event) VALUES (0, '\"a\"')").format(
+        sql.Identifier(schema, "events")
+    )
+    with psycopg.connect(DSN) as slow:  # a transaction writing events as commits do
+        slow.execute(q.lock_events, {"events_lock": events_lock_key(schema)})
+        slow.execute(add_event)
+        committing = asyncio.ensure_future(
+            store.commit(Commit(claim=taken, record=record("task:job:b"), events=('"b"',)))
+        )
+        await until(lambda: bool(waiting_on_a_lock(app)))
+        assert await store.read_events(0, 10) == []
+        slow.commit()
+    assert await asyncio.wait_for(committing, 10)
+    assert [e.event for e in await store.read_events(0, 10)] == ['"a"', '"b"']
+
+
+async def test_a_reader_following_the_event_log_misses_nothing(make: Make) -> None:
+    """Two stores commit events at once while a reader follows the log from the last
+    id it saw: it must end up with every event, once, in id order."""
+    writers = [make(max_size=4), make(max_size=4)]
+    reader = make()
+    await opened(*writers, reader)
+    seen: list[OutboxEntry] = []
+    written = asyncio.Event()
+
+    async def follow() -> None:
+        after = 0
+        while True:
+            last_look = written.is_set()
+            batch = await reader.read_events(after, 1000)
+            seen.extend(batch)
+            if batch:
+                after = batch[-1].id
+            elif last_look:
+                return
+
+    async def write(store: PostgresStore, worker: int) -> None:
+        for n in range(25):
+            rec = record(f"task:job:{worker}-{n}")
+            taken = await claim(store, rec.instance_id)
+            events = (f'"{worker}-{n}"', f'"{worker}-{n}+"')
+            assert await store.commit(Commit(claim=taken, record=rec, events=events))
+
+    following = asyncio.ensure_future(follow())
+    await asyncio.gather(*(write(writers[w % 2], w) for w in range(16)))
+    written.set()
+    await asyncio.wait_for(following, 30)
+    everything = await reader.read_events(0, 10_000)
+    assert len(everything) == 16 * 25 * 2
+    assert seen == everything
+
+
+async def test_events_committed_in_one_store_wake_a_wait_in_the_other(make: Make) -> None:
+    a = make(poll_interval=60)  # so only a notification can end the wait early
+    b = make()
+    await opened(a, b)
+    await a.wait_for_events(0, 0)  # the first wait starts the listener
+    await until(lambda: a.listening)
+    waiting = asyncio.ensure_future(a.wait_for_events(0, 60))
+    await asyncio.sleep(0)
+    await put(b, record("task:job:quiet"))  # no events: the wait goes on
+    await put(b, record(), events=('"e"',))
+    await asyncio.wait_for(waiting, 5)
+    assert [e.event for e in await a.read_events(0, 10)] == ['"e"']

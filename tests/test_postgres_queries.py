@@ -130,3 +130,39 @@ def test_claims_and_commits_look_their_rows_up_by_key_in_any_plan(schema: str) -
     assert "Index Scan using instances_pkey" in nested, nested
     assert "using history_instance" in nested, nested  # the history trimmed by key
     assert "Seq Scan" not in nested, nested
+
+
+def test_listings_page_through_an_index(schema: str) -> None:
+    """Each page of a listing, filtered or not, is read through an index in id order
+    from where the last page ended: never a scan of every instance or dead letter."""
+    ids = [f"{'task' if n % 4 else 'debounce'}:job{n % 50}:{n:06d}" for n in range(20_000)]
+    for table, columns in (
+        (
+            "instances",
+            "id, split_part(id, ':', 1), split_part(id, ':', 2), id, '{{}}', '{{}}', "
+            "CASE WHEN substr(id, length(id) - 1, 1) < '5' THEN 1e9 END, 0, 0",
+        ),
+        (
+            "dead_letters",
+            "id, split_part(id, ':', 2), NULL, 'E: x', 3, 0, split_part(id, ':', 1), NULL, ''",
+        ),
+    ):
+        query(
+            sql.SQL("INSERT INTO {} SELECT " + columns + " FROM unnest(%s::text[]) id").format(
+                sql.Identifier(schema, table)
+            ),
+            (ids,),
+        )
+        query(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
+    q = Queries(schema)
+    page = {"job_name": "job7", "kind": "debounce", "after": ids[100], "limit": 50}
+    listings = {
+        "instances_job_name": q.list_instances(job_name=True, kind=False, alarmed=True, after=True),
+        "instances_pkey": q.list_instances(job_name=False, kind=True, alarmed=False, after=True),
+        "dead_letters_job_name": q.list_dead_letters(job_name=True, after=True),
+    }
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        for index, listing in listings.items():
+            plan = "\n".join(row[0] for row in conn.execute(b"EXPLAIN " + listing, page))
+            assert re.search(rf"Index (Only )?Scan using {index}\b", plan), plan
+            assert "Seq Scan" not in plan, plan
