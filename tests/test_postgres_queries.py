@@ -44,7 +44,8 @@ def query(text: sql.Composable, params: tuple[Any, ...] = ()) -> list[tuple[Any,
         return cursor.fetchall() if cursor.description else []
 
 
-def test_a_commit_looks_its_rows_up_by_key_in_any_plan(schema: str) -> None:
+@pytest.mark.parametrize("statement", ["commit_many", "commit_many_history"])
+def test_a_commit_looks_its_rows_up_by_key_in_any_plan(schema: str, statement: str) -> None:
     """The plan a prepared commit keeps may date from when the tables were small; it
     must still find the rows of the batch through their keys, never by reading a
     whole table, which would make every commit cost as much as the table is large."""
@@ -70,7 +71,7 @@ def test_a_commit_looks_its_rows_up_by_key_in_any_plan(schema: str) -> None:
     def placeholder(name: re.Match[bytes]) -> bytes:
         return b"$%d" % numbers.setdefault(name[1], len(numbers) + 1)
 
-    prepared = re.sub(rb"%\((\w+)\)[bs]", placeholder, Queries(schema).commit_many)
+    prepared = re.sub(rb"%\((\w+)\)[bs]", placeholder, getattr(Queries(schema), statement))
     with psycopg.connect(DSN, autocommit=True) as conn:
         conn.execute(b"PREPARE commit_many AS " + prepared)
         conn.execute("SET plan_cache_mode = force_generic_plan")  # the plan a connection keeps
@@ -78,6 +79,8 @@ def test_a_commit_looks_its_rows_up_by_key_in_any_plan(schema: str) -> None:
         explain = sql.SQL("EXPLAIN EXECUTE commit_many({})").format(nulls)
         plan = "\n".join(row[0] for row in conn.execute(explain))
     assert "Index Scan using instances_pkey" in plan
+    if statement == "commit_many_history":  # the history is trimmed by key, even empty
+        assert "using history_instance" in plan
     assert "Seq Scan" not in plan, plan
 
 

@@ -152,6 +152,8 @@ HISTORY_WRITES: LiteralString = """
         ORDER BY h.n
     )"""
 
+NO_HISTORY = sql.SQL("no_history AS (SELECT)")
+
 # The history of a pipelined batch, in one statement: fenced by the claims, which
 # the transaction holds locked (they are released at its end, by FINISH).
 HISTORY: LiteralString = """
@@ -430,7 +432,6 @@ class Queries:
             sql.Identifier("due", c) for c in COLUMNS.split(", ")
         )
         self._names["fence"] = self.compose(FENCE)
-        self._names["history_writes"] = self.compose(HISTORY_WRITES)
         self._names["live_claim"] = self.compose(LIVE_CLAIM)
         self._names["of_jobs"] = sql.SQL(OF_JOBS)
         self.read = self.render(READ)
@@ -445,10 +446,13 @@ class Queries:
         self.dead_letter = self.render(DEAD_LETTER)
         self.delete_dead_letter_fenced = self.render(DELETE_DEAD_LETTER_FENCED)
         self.notify = self.render(NOTIFY)
-        self.history = self.render(HISTORY)
+        history_writes = self.compose(HISTORY_WRITES)
+        self.history = self.render(HISTORY, history_writes=history_writes)
         self.lock_events = self.render(LOCK_EVENTS)
         self.finish = self.render(FINISH)
-        self.commit_many = self.render(COMMIT_MANY)
+        # Without history, the statement a batch of producers' commits uses.
+        self.commit_many = self.render(COMMIT_MANY, history_writes=NO_HISTORY)
+        self.commit_many_history = self.render(COMMIT_MANY, history_writes=history_writes)
         self.commit_one = self.render(COMMIT_ONE)
         self.claim_many = self.render(CLAIM_MANY)
         self.claim_one = self.render(CLAIM_ONE)

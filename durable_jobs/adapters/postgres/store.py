@@ -459,8 +459,10 @@ class PostgresStore:
             "releases": [c.release for c in commits],
             "channel": self._channel,
             "origin": self._origin,
-        } | _history_params(commits)
-        return self._q.commit_many, params
+        }
+        if any(c.history or c.history_reset for c in commits):
+            return self._q.commit_many_history, params | _history_params(commits)
+        return self._q.commit_many, params | {"keep_olds": [None] * len(commits)}
 
     def _commit_one(self, commit: Commit) -> tuple[bytes, dict[str, Any]]:
         r = commit.record
