@@ -697,8 +697,9 @@ class PostgresStore:
 
     @property
     def listening(self) -> bool:
-        """Whether alarms set by other processes wake this store's waits now: from its
-        first ``wait_for_alarm`` on, while its listening connection is up."""
+        """Whether alarms set and events committed by other processes wake this
+        store's waits now: from its first ``wait_for_alarm`` or ``wait_for_events``
+        on, while its listening connection is up."""
         resources = self._resources
         return resources is not None and resources.listener.listening
 
