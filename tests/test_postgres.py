@@ -7,6 +7,7 @@ import asyncio
 import gc
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -15,9 +16,12 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from durable_jobs.adapters.postgres import PostgresStore
-from durable_jobs.adapters.records import Claim, Commit
+from durable_jobs.adapters.postgres._queries import Queries
+from durable_jobs.adapters.postgres._schema import LATEST, migrate
+from durable_jobs.adapters.postgres.store import events_lock_key
+from durable_jobs.adapters.records import Claim, Commit, DeadLetterRecord, OutboxEntry
 from durable_jobs.errors import StorageError
-from durable_jobs.testing.conformance import LEASE, T0, claim, put, record
+from durable_jobs.testing.conformance import LEASE, T0, claim, put, record, run
 
 from .conftest import DSN, drop_schema, fresh_schema, needs_postgres
 
@@ -100,28 +104,79 @@ async def test_concurrent_opens_all_succeed_and_migrate_once(make: Make, schema:
     assert len(await stores[-1].list_instances()) == len(stores)
 
 
+def schema_at(schema: str, version: int) -> None:
+    """Make ``schema`` as a release whose latest migration was ``version`` made it."""
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        migrate(conn, schema, to=version)
+
+
+def schema_version(schema: str) -> int:
+    table = sql.Identifier(schema, "schema_version")
+    return int(query(sql.SQL("SELECT max(version) FROM {}").format(table))[0][0])
+
+
 async def test_a_schema_of_the_first_version_is_migrated_on_open(make: Make, schema: str) -> None:
     """A schema made by a release before ``claim_many`` keeps its data and gains it."""
-    first = make()
-    await first.open()
-    await put(first, record(state='"kept"'))
-    await first.close()
-    latest = query(
-        sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(schema, "schema_version"))
-    )
-    query(sql.SQL("DROP FUNCTION {}").format(sql.Identifier(schema, "claim_many")))
+    schema_at(schema, 1)
     query(
-        sql.SQL("DELETE FROM {} WHERE version > 1").format(sql.Identifier(schema, "schema_version"))
+        sql.SQL(
+            "INSERT INTO {} (instance_id, kind, job_name, key, state, meta, created_at, "
+            "updated_at) VALUES ('task:job:a', 'task', 'job', 'a', '\"kept\"', '{{}}', 0, 0)"
+        ).format(sql.Identifier(schema, "instances"))
     )
     upgraded = make()
     await upgraded.open()
     taken = await claim(upgraded, "task:job:a")
     assert taken.record is not None
     assert taken.record.state == '"kept"'
-    versions = query(
-        sql.SQL("SELECT max(version) FROM {}").format(sql.Identifier(schema, "schema_version"))
+    assert schema_version(schema) == LATEST
+
+
+async def test_a_schema_of_version_7_keeps_its_data_in_version_8(make: Make, schema: str) -> None:
+    """The instances, dead letters and undelivered outbox events of a schema made
+    before the event log are kept; old dead letters get their kind from their id."""
+    schema_at(schema, 7)
+    table = partial(sql.Identifier, schema)
+    query(
+        sql.SQL(
+            "INSERT INTO {} (instance_id, kind, job_name, key, state, meta, alarm_at, "
+            "created_at, updated_at) VALUES ('debounce:hooks:a', 'debounce', 'hooks', 'a', "
+            "'\"s\"', '{{\"n\":1}}', %s, 1, 2)"
+        ).format(table("instances")),
+        (T0,),
     )
-    assert versions == latest
+    query(
+        sql.SQL(
+            "INSERT INTO {} (instance_id, job_name, state, error, attempts, at) "
+            "VALUES ('debounce:hooks:a', 'hooks', '\"s\"', 'E: x', 3, %s)"
+        ).format(table("dead_letters")),
+        (T0,),
+    )
+    query(sql.SQL("INSERT INTO {} (event) VALUES ('\"old\"')").format(table("outbox")))
+
+    upgraded = make()
+    await upgraded.open()
+    assert schema_version(schema) == LATEST == 8
+    kept = await upgraded.read("debounce:hooks:a")
+    assert kept is not None
+    assert (kept.state, kept.meta, kept.alarm_at) == ('"s"', '{"n":1}', T0)
+    assert await upgraded.list_instances(kind="debounce", alarmed=True) == [kept]
+    dead = DeadLetterRecord(
+        instance_id="debounce:hooks:a",
+        job_name="hooks",
+        kind="debounce",
+        state='"s"',
+        meta=None,
+        error="E: x",
+        traceback="",
+        attempts=3,
+        at=T0,
+    )
+    assert await upgraded.list_dead_letters(job_name="hooks") == [dead]
+    [old] = await upgraded.read_events(0, 10)
+    assert old.event == '"old"'
+    await put(upgraded, record("task:job:b"), events=('"new"',))
+    assert [e.event for e in await upgraded.read_events(old.id, 10)] == ['"new"']
 
 
 def synchronous_commit_after(statement: sql.Composable) -> str:
@@ -192,7 +247,7 @@ async def test_a_stale_owner_in_another_store_cannot_commit(make: Make) -> None:
     assert not await a.commit(refused)
     assert await b.read("task:job:a") is None
     assert not await b.has_idempotency_key("task:job:a", "k")
-    assert await b.take_outbox(10) == []
+    assert await b.read_events(0, 10) == []
     assert await b.commit(Commit(claim=fresh, record=record(state='"fresh"')))
     stored = await a.read("task:job:a")
     assert stored is not None
@@ -328,7 +383,7 @@ async def test_terminated_connections_are_survived(make: Make) -> None:
 @pytest.mark.parametrize("with_events", [False, True], ids=["one-statement", "pipelined"])
 async def test_one_bad_commit_does_not_sink_the_others(make: Make, with_events: bool) -> None:
     """Commits queued together share a transaction; each is fenced and fails alone.
-    Usual commits share one statement; those with outbox events are pipelined."""
+    Usual commits share one statement; those with events are pipelined."""
     a = make()
     b = make()
     await opened(a, b)
@@ -360,7 +415,7 @@ async def test_one_bad_commit_does_not_sink_the_others(make: Make, with_events: 
     assert written == set(outcomes)
     keyed = [i for i in held_ids(held) if await a.has_idempotency_key(i, f"key-{i}")]
     assert set(keyed) == set(outcomes)
-    events = {e.event.strip('"') for e in await a.take_outbox(100)}
+    events = {e.event.strip('"') for e in await a.read_events(0, 100)}
     assert events == (set(outcomes) if with_events else set())
 
 
@@ -588,3 +643,113 @@ def waiting_on_a_lock(application_name: str) -> list[int]:
         (application_name,),
     )
     return [pid for (pid,) in found]
+
+
+# -- history and the event log ---------------------------------------------------
+
+
+@pytest.mark.parametrize("with_events", [False, True], ids=["one-statement", "pipelined"])
+async def test_history_written_together_is_kept_per_instance(
+    make: Make, schema: str, with_events: bool
+) -> None:
+    """Commits queued together write and trim their history in one go, each instance
+    to its own limit, and a stale one writes none."""
+    store = make()
+    await store.open()
+    ids = [f"task:job:{n}" for n in range(10)]
+    for turn in range(3):
+        claims = await asyncio.gather(*(claim(store, i) for i in ids))
+        if turn == 2:  # the last of them is taken over: its commit is refused
+            await store.claim(ids[-1], "w2", T0 + LEASE + 1, T0 + 3 * LEASE)
+        commits = [
+            Commit(
+                claim=c,
+                record=record(c.instance_id),
+                history=(run(c.instance_id, n=2 * turn), run(c.instance_id, n=2 * turn + 1)),
+                history_limit=3,
+                history_reset=turn == 2 and c.instance_id == ids[0],
+                events=('"e"',) if with_events else (),
+            )
+            for c in claims
+        ]
+        applied = await asyncio.gather(*(store.commit(c) for c in commits))
+        assert applied == [True] * 9 + [turn < 2]
+    assert transactions(schema, "history") <= 2 * 3  # a batch or two per turn
+    started = {i: [r.started_at - T0 for r in await store.read_history(i, limit=10)] for i in ids}
+    assert started.pop(ids[0]) == [5, 4]  # reset, then the turn's two rows
+    assert started.pop(ids[-1]) == [3, 2, 1]  # the refused turn wrote nothing
+    assert set(map(tuple, started.values())) == {(5, 4, 3)}
+
+
+async def test_event_ids_follow_commit_order(make: Make, schema: str) -> None:
+    """A transaction writing events that is slow to commit holds back the next one:
+    its ids come after, and no reader sees them before the slow one's."""
+    app = f"dj_events_{uuid.uuid4().hex[:8]}"
+    store = make(make_conninfo(DSN, application_name=app))
+    await store.open()
+    taken = await claim(store, "task:job:b")
+    q = Queries(schema)
+    add_event = sql.SQL("INSERT INTO {} (at, event) VALUES (0, '\"a\"')").format(
+        sql.Identifier(schema, "events")
+    )
+    with psycopg.connect(DSN) as slow:  # a transaction writing events as commits do
+        slow.execute(q.lock_events, {"events_lock": events_lock_key(schema)})
+        slow.execute(add_event)
+        committing = asyncio.ensure_future(
+            store.commit(Commit(claim=taken, record=record("task:job:b"), events=('"b"',)))
+        )
+        await until(lambda: bool(waiting_on_a_lock(app)))
+        assert await store.read_events(0, 10) == []
+        slow.commit()
+    assert await asyncio.wait_for(committing, 10)
+    assert [e.event for e in await store.read_events(0, 10)] == ['"a"', '"b"']
+
+
+async def test_a_reader_following_the_event_log_misses_nothing(make: Make) -> None:
+    """Two stores commit events at once while a reader follows the log from the last
+    id it saw: it must end up with every event, once, in id order."""
+    writers = [make(max_size=4), make(max_size=4)]
+    reader = make()
+    await opened(*writers, reader)
+    seen: list[OutboxEntry] = []
+    written = asyncio.Event()
+
+    async def follow() -> None:
+        after = 0
+        while True:
+            last_look = written.is_set()
+            batch = await reader.read_events(after, 1000)
+            seen.extend(batch)
+            if batch:
+                after = batch[-1].id
+            elif last_look:
+                return
+
+    async def write(store: PostgresStore, worker: int) -> None:
+        for n in range(25):
+            rec = record(f"task:job:{worker}-{n}")
+            taken = await claim(store, rec.instance_id)
+            events = (f'"{worker}-{n}"', f'"{worker}-{n}+"')
+            assert await store.commit(Commit(claim=taken, record=rec, events=events))
+
+    following = asyncio.ensure_future(follow())
+    await asyncio.gather(*(write(writers[w % 2], w) for w in range(16)))
+    written.set()
+    await asyncio.wait_for(following, 30)
+    everything = await reader.read_events(0, 10_000)
+    assert len(everything) == 16 * 25 * 2
+    assert seen == everything
+
+
+async def test_events_committed_in_one_store_wake_a_wait_in_the_other(make: Make) -> None:
+    a = make(poll_interval=60)  # so only a notification can end the wait early
+    b = make()
+    await opened(a, b)
+    await a.wait_for_events(0, 0)  # the first wait starts the listener
+    await until(lambda: a.listening)
+    waiting = asyncio.ensure_future(a.wait_for_events(0, 60))
+    await asyncio.sleep(0)
+    await put(b, record("task:job:quiet"))  # no events: the wait goes on
+    await put(b, record(), events=('"e"',))
+    await asyncio.wait_for(waiting, 5)
+    assert [e.event for e in await a.read_events(0, 10)] == ['"e"']

@@ -44,7 +44,8 @@ def query(text: sql.Composable, params: tuple[Any, ...] = ()) -> list[tuple[Any,
         return cursor.fetchall() if cursor.description else []
 
 
-def test_a_commit_looks_its_rows_up_by_key_in_any_plan(schema: str) -> None:
+@pytest.mark.parametrize("statement", ["commit_many", "commit_many_history"])
+def test_a_commit_looks_its_rows_up_by_key_in_any_plan(schema: str, statement: str) -> None:
     """The plan a prepared commit keeps may date from when the tables were small; it
     must still find the rows of the batch through their keys, never by reading a
     whole table, which would make every commit cost as much as the table is large."""
@@ -70,7 +71,7 @@ def test_a_commit_looks_its_rows_up_by_key_in_any_plan(schema: str) -> None:
     def placeholder(name: re.Match[bytes]) -> bytes:
         return b"$%d" % numbers.setdefault(name[1], len(numbers) + 1)
 
-    prepared = re.sub(rb"%\((\w+)\)[bs]", placeholder, Queries(schema).commit_many)
+    prepared = re.sub(rb"%\((\w+)\)[bs]", placeholder, getattr(Queries(schema), statement))
     with psycopg.connect(DSN, autocommit=True) as conn:
         conn.execute(b"PREPARE commit_many AS " + prepared)
         conn.execute("SET plan_cache_mode = force_generic_plan")  # the plan a connection keeps
@@ -78,6 +79,8 @@ def test_a_commit_looks_its_rows_up_by_key_in_any_plan(schema: str) -> None:
         explain = sql.SQL("EXPLAIN EXECUTE commit_many({})").format(nulls)
         plan = "\n".join(row[0] for row in conn.execute(explain))
     assert "Index Scan using instances_pkey" in plan
+    if statement == "commit_many_history":  # the history is trimmed by key, even empty
+        assert "using history_instance" in plan
     assert "Seq Scan" not in plan, plan
 
 
@@ -88,6 +91,7 @@ def test_claims_and_commits_look_their_rows_up_by_key_in_any_plan(schema: str) -
     for table, columns in (
         ("instances", "id, 'task', 'job', id, '{{}}', '{{}}', 1e12, 0, 0"),
         ("claims", "id, 'w', id, 0"),
+        ("history", "row_number() OVER (), id, 'job', 'alarm', 'ok', 1, 0, 0, NULL"),
     ):
         query(
             sql.SQL("INSERT INTO {} SELECT " + columns + " FROM unnest(%s::text[]) id").format(
@@ -120,10 +124,48 @@ def test_claims_and_commits_look_their_rows_up_by_key_in_any_plan(schema: str) -
         assert conn.execute(claim_one, (ids[8],)).fetchall()[0][:2] == ("new", ids[8])
         commit_one = sql.SQL(
             "SELECT * FROM {}(%s, 'new', true, 'task', 'job', %s, NULL, '{{}}', 1e12, 0, 1, "
-            "'key', true, 'channel', 'origin')"
+            "'key', true, 'channel', 'origin', 0, ARRAY['job'], ARRAY['alarm'], ARRAY['ok'], "
+            "ARRAY[1], ARRAY[0::float8], ARRAY[1::float8], ARRAY[NULL])"
         ).format(sql.Identifier(schema, "commit_one"))
         assert conn.execute(commit_one, (ids[8], ids[8])).fetchall() == [(ids[8],)]
     nested = "\n".join(plan for plan in plans if "Scan" in plan)
     assert "Index Scan using claims_pkey" in nested, nested
     assert "Index Scan using instances_pkey" in nested, nested
+    assert "using history_instance" in nested, nested  # the history trimmed by key
     assert "Seq Scan" not in nested, nested
+
+
+def test_listings_page_through_an_index(schema: str) -> None:
+    """Each page of a listing, filtered or not, is read through an index in id order
+    from where the last page ended: never a scan of every instance or dead letter."""
+    ids = [f"{'task' if n % 4 else 'debounce'}:job{n % 50}:{n:06d}" for n in range(20_000)]
+    for table, columns in (
+        (
+            "instances",
+            "id, split_part(id, ':', 1), split_part(id, ':', 2), id, '{{}}', '{{}}', "
+            "CASE WHEN substr(id, length(id) - 1, 1) < '5' THEN 1e9 END, 0, 0",
+        ),
+        (
+            "dead_letters",
+            "id, split_part(id, ':', 2), NULL, 'E: x', 3, 0, split_part(id, ':', 1), NULL, ''",
+        ),
+    ):
+        query(
+            sql.SQL("INSERT INTO {} SELECT " + columns + " FROM unnest(%s::text[]) id").format(
+                sql.Identifier(schema, table)
+            ),
+            (ids,),
+        )
+        query(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, table)))
+    q = Queries(schema)
+    page = {"job_name": "job7", "kind": "debounce", "after": ids[100], "limit": 50}
+    listings = {
+        "instances_job_name": q.list_instances(job_name=True, kind=False, alarmed=True, after=True),
+        "instances_pkey": q.list_instances(job_name=False, kind=True, alarmed=False, after=True),
+        "dead_letters_job_name": q.list_dead_letters(job_name=True, after=True),
+    }
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        for index, listing in listings.items():
+            plan = "\n".join(row[0] for row in conn.execute(b"EXPLAIN " + listing, page))
+            assert re.search(rf"Index (Only )?Scan using {index}\b", plan), plan
+            assert "Seq Scan" not in plan, plan

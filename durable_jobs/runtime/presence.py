@@ -49,7 +49,10 @@ class Presence:
         )
 
     async def register(self) -> None:
-        await self.runtimes.storage.register_worker(self._record(self.runtimes.clock.now()))
+        try:
+            await self.runtimes.storage.register_worker(self._record(self.runtimes.clock.now()))
+        except StorageError as exc:  # the heartbeat registers it once the store answers
+            log.warning("worker.register_failed", error=str(exc))
 
     async def run(self) -> None:
         """Refresh the row and trim the event log until cancelled."""

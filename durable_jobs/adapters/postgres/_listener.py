@@ -1,11 +1,13 @@
-"""Hearing alarms set by other processes: LISTEN on a dedicated connection.
+"""Hearing alarms set and events committed by other processes: LISTEN on a
+dedicated connection.
 
 The connection lives on its own daemon thread, not in the pool and not on any event
-loop, so every loop of the process is woken through the same :class:`Wakeup`.
-Notifications carry the sending store's origin; a store ignores its own, since its
-commits already fired the wakeup locally. The store starts listening at its first wait
-for an alarm: a process that only makes calls (a web server) holds no connection for
-it, and its thread is not woken by every alarm the whole schema sets.
+loop, so every loop of the process is woken through the same :class:`Wakeup` (one
+per channel). Notifications carry the sending store's origin; a store ignores its
+own, since its commits already fired the wakeup locally. The store starts listening
+at its first wait for an alarm or for events: a process that only makes calls (a web
+server) holds no connection for it, and its thread is not woken by every alarm the
+whole schema sets.
 """
 
 from __future__ import annotations
@@ -23,16 +25,22 @@ NAMEDATALEN = 63
 """The longest identifier PostgreSQL keeps, in bytes; ``pg_notify`` refuses longer."""
 
 
-def channel_name(schema: str) -> str:
-    """The notification channel of ``schema``: readable when it fits, hashed otherwise."""
-    readable = f"{schema}.alarms"
+ALARMS = "alarms"
+EVENTS = "events"
+
+
+def channel_name(schema: str, topic: str = ALARMS) -> str:
+    """The notification channel of ``topic`` in ``schema``: readable when it fits,
+    hashed otherwise (the alarms' hash is the schema's alone, as it always was)."""
+    readable = f"{schema}.{topic}"
     if len(readable.encode()) <= NAMEDATALEN:
         return readable
-    return "durable_jobs." + hashlib.blake2b(schema.encode(), digest_size=16).hexdigest()
+    seed = schema if topic == ALARMS else readable
+    return "durable_jobs." + hashlib.blake2b(seed.encode(), digest_size=16).hexdigest()
 
 
 class Listener:
-    """Fires ``wakeup`` on every notification on ``channel`` not sent by ``origin``.
+    """Fires the wakeup of a channel on every notification on it not sent by ``origin``.
 
     While the connection is down notifications are lost, so a reconnect fires the
     wakeup too; meanwhile waiters still poll (``wait_for_alarm`` is bounded).
@@ -41,12 +49,11 @@ class Listener:
     TICK = 0.1
     """How often the thread checks whether it should stop, in seconds."""
 
-    def __init__(self, dsn: str, channel: str, origin: str, wakeup: Wakeup, outage: Outage) -> None:
+    def __init__(self, dsn: str, wakeups: dict[str, Wakeup], origin: str, outage: Outage) -> None:
         self._dsn = dsn
+        self._wakeups = wakeups
         self._outage = outage  # the store's: one outage, however many connections see it
-        self._channel = channel
         self._origin = origin
-        self._wakeup = wakeup
         self._stop = threading.Event()
         self._listening = threading.Event()
         self._lock = threading.Lock()
@@ -81,7 +88,7 @@ class Listener:
             try:
                 self._listen()
             except Exception as exc:  # whatever it was, keep listening: waiters rely on it
-                self._outage.failed("listen", channel=self._channel, error=str(exc))
+                self._outage.failed("listen", channels=list(self._wakeups), error=str(exc))
             if self._listening.is_set():
                 delay = self.TICK  # it worked for a while: reconnect promptly
             self._listening.clear()
@@ -91,14 +98,17 @@ class Listener:
 
     def _listen(self) -> None:
         with psycopg.connect(self._dsn, autocommit=True) as conn:
-            conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+            for channel in self._wakeups:
+                conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
             # What was sent before we listened (or while we were away) is lost: let
             # waiters look for themselves. Listening is told first, so that a waiter
             # this wakes finds it so.
             self._listening.set()
             self._outage.succeeded("listen")
-            self._wakeup.fire()
+            for wakeup in self._wakeups.values():
+                wakeup.fire()
             while not self._stop.is_set():
                 for notify in conn.notifies(timeout=self.TICK):
-                    if notify.payload != self._origin:
-                        self._wakeup.fire()
+                    heard = self._wakeups.get(notify.channel)
+                    if heard is not None and notify.payload != self._origin:
+                        heard.fire()

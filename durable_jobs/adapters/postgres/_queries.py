@@ -17,10 +17,28 @@ from psycopg.rows import TupleRow
 
 from ..records import InstanceRecord
 
-TABLES = ("instances", "claims", "idempotency_keys", "dead_letters", "outbox")
+TABLES = (
+    "instances",
+    "claims",
+    "idempotency_keys",
+    "dead_letters",
+    "history",
+    "events",
+    "cursors",
+    "workers",
+)
 
 COLUMNS: LiteralString = (
     "instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at"
+)
+DEAD_LETTER_COLUMNS: LiteralString = (
+    "instance_id, job_name, kind, state, meta, error, traceback, attempts, at"
+)
+HISTORY_COLUMNS: LiteralString = (
+    "id, instance_id, job_name, trig, outcome, attempt, started_at, finished_at, error"
+)
+WORKER_COLUMNS: LiteralString = (
+    "worker_id, host, pid, started_at, last_seen_at, concurrency, running, jobs"
 )
 
 FENCE: LiteralString = (
@@ -81,27 +99,110 @@ ADD_KEY: LiteralString = """
     ON CONFLICT DO NOTHING"""
 
 DEAD_LETTER: LiteralString = """
-    INSERT INTO {dead_letters} (instance_id, job_name, state, error, attempts, at)
-    SELECT %(dl_instance_id)s::text, %(dl_job_name)s::text, %(dl_state)s::text,
-        %(dl_error)s::text, %(dl_attempts)s::integer, %(dl_at)s::float8
+    INSERT INTO {dead_letters} ({dead_letter_columns})
+    SELECT %(dl_instance_id)s::text, %(dl_job_name)s::text, %(dl_kind)s::text,
+        %(dl_state)s::text, %(dl_meta)s::text, %(dl_error)s::text, %(dl_traceback)s::text,
+        %(dl_attempts)s::integer, %(dl_at)s::float8
     WHERE {fence}
     ON CONFLICT (instance_id) DO UPDATE SET
-        job_name = EXCLUDED.job_name, state = EXCLUDED.state, error = EXCLUDED.error,
+        job_name = EXCLUDED.job_name, kind = EXCLUDED.kind, state = EXCLUDED.state,
+        meta = EXCLUDED.meta, error = EXCLUDED.error, traceback = EXCLUDED.traceback,
         attempts = EXCLUDED.attempts, at = EXCLUDED.at"""
 
-# Ids follow the order rows are inserted in, hence ORDER BY the position.
-ADD_EVENTS: LiteralString = """
-    INSERT INTO {outbox} (event)
-    SELECT e FROM unnest(%(events)b::text[]) WITH ORDINALITY AS t(e, n)
-    WHERE {fence} ORDER BY n"""
+DELETE_DEAD_LETTER_FENCED: LiteralString = (
+    "DELETE FROM {dead_letters} WHERE instance_id = %(claim_id)s AND {fence}"
+)
+
+# The history writes of the commits in ``fence`` (rows with ``instance_id`` and
+# ``keep_old``): the rows of each instance from before the batch beyond its newest
+# ``keep_old`` go, then the new rows (``%(h_*)b`` arrays, already cut to each
+# commit's limit) are appended in order. Both see the history as it was before the
+# statement, which is why the caller works out ``keep_old``. Old rows are found by
+# key per instance (LATERAL, which the planner cannot turn into a scan of the whole
+# table) and deleted through the same index: ids are unique, so the rows whose id is
+# among those found are exactly the rows found, and naming their instances too lets
+# the index on both serve the delete, however small the table was when planned.
+HISTORY_WRITES: LiteralString = """
+    trimmed_instances AS (
+        SELECT instance_id, keep_old FROM fence WHERE keep_old IS NOT NULL
+    ), trimmed AS (
+        DELETE FROM {history}
+        WHERE instance_id = ANY(ARRAY(SELECT instance_id FROM trimmed_instances))
+        AND id = ANY(ARRAY(
+            SELECT old.id FROM trimmed_instances f,
+            LATERAL (SELECT id FROM {history} WHERE instance_id = f.instance_id
+                     ORDER BY id DESC OFFSET f.keep_old LIMIT 1) cut,
+            LATERAL (SELECT id FROM {history}
+                     WHERE instance_id = f.instance_id AND id <= cut.id OFFSET 0) old
+        ))
+    ), recorded AS (
+        INSERT INTO {history} (
+            instance_id, job_name, trig, outcome, attempt, started_at, finished_at, error
+        )
+        SELECT h.instance_id, h.job_name, h.trig, h.outcome, h.attempt, h.started_at,
+            h.finished_at, h.error
+        FROM unnest(
+            %(h_ids)b::text[], %(h_jobs)b::text[], %(h_trigs)b::text[],
+            %(h_outcomes)b::text[], %(h_attempts)b::integer[], %(h_started)b::float8[],
+            %(h_finished)b::float8[], %(h_errors)b::text[]
+        ) WITH ORDINALITY AS h(
+            instance_id, job_name, trig, outcome, attempt, started_at, finished_at, error, n
+        )
+        WHERE h.instance_id = ANY(ARRAY(SELECT instance_id FROM fence))
+        ORDER BY h.n
+    )"""
+
+NO_HISTORY = sql.SQL("no_history AS (SELECT)")
+
+# The history of a pipelined batch, in one statement: fenced by the claims, which
+# the transaction holds locked (they are released at its end, by FINISH).
+HISTORY: LiteralString = """
+    WITH fence AS (
+        SELECT b.instance_id, b.keep_old
+        FROM unnest(%(ids)b::text[], %(tokens)b::text[], %(keep_olds)b::integer[])
+            AS b(instance_id, token, keep_old),
+        LATERAL (SELECT FROM {claims}
+                 WHERE instance_id = b.instance_id AND token = b.token LIMIT 1) c
+    ), {history_writes}
+    SELECT"""
+
+# Taken by a transaction that writes events, as late as it can be: event ids then
+# increase in commit order. An id taken from the sequence before another transaction
+# took its own may otherwise commit after it, and a reader that saw the later one
+# would skip the earlier for good. Held to the COMMIT, by one transaction at a time.
+LOCK_EVENTS: LiteralString = "SELECT pg_advisory_xact_lock(%(events_lock)s)"
+
+# The end of a pipelined batch, after LOCK_EVENTS when it has events: release the
+# claims asked for, append the events of the commits fenced in (ids in the order
+# given), and tell other processes. Every part sees the claims as they were before it,
+# so a commit that releases still has its events fenced in.
+FINISH: LiteralString = """
+    WITH b AS (
+        SELECT * FROM unnest(%(ids)b::text[], %(tokens)b::text[], %(releases)b::bool[])
+            AS b(instance_id, token, release)
+    ), fence AS (
+        SELECT b.* FROM b,
+        LATERAL (SELECT FROM {claims}
+                 WHERE instance_id = b.instance_id AND token = b.token LIMIT 1) c
+    ), released AS (
+        DELETE FROM {claims}
+        WHERE instance_id = ANY(ARRAY(SELECT instance_id FROM fence WHERE release))
+            AND token = ANY(ARRAY(SELECT token FROM fence WHERE release))
+    ), added AS (
+        INSERT INTO {events} (at, event)
+        SELECT e.at, e.event
+        FROM unnest(%(e_ids)b::text[], %(e_ats)b::float8[], %(events)b::text[])
+            WITH ORDINALITY AS e(instance_id, at, event, n)
+        WHERE e.instance_id = ANY(ARRAY(SELECT instance_id FROM fence))
+        ORDER BY e.n
+        RETURNING id
+    )
+    SELECT pg_notify(%(events_channel)s, %(origin)s) WHERE EXISTS (SELECT FROM added)"""
 
 NOTIFY: LiteralString = """
     SELECT pg_notify(%(channel)s, %(origin)s) FROM {instances}
     WHERE instance_id = %(claim_id)s AND alarm_at IS NOT NULL AND {fence}"""
 
-RELEASE_FENCED: LiteralString = (
-    "DELETE FROM {claims} WHERE instance_id = %(claim_id)s AND token = %(token)s"
-)
 
 # The usual commits of a batch (a record or none, an idempotency key, a release) in
 # one statement: one round trip and one implicit transaction, with no BEGIN/COMMIT
@@ -112,15 +213,16 @@ RELEASE_FENCED: LiteralString = (
 # answers with the ids of the commits fenced in. Rows are locked one by one through
 # LATERAL lookups, which the planner cannot turn into a hash join: a prepared plan
 # made while a table was small would otherwise scan all of it at every commit.
+# History rows are written too (HISTORY_WRITES).
 COMMIT_MANY: LiteralString = """
     WITH b AS (
         SELECT * FROM unnest(
             %(ids)b::text[], %(tokens)b::text[], %(has_record)b::bool[], %(kinds)b::text[],
             %(job_names)b::text[], %(keys)b::text[], %(states)b::text[], %(metas)b::text[],
             %(alarms)b::float8[], %(created)b::float8[], %(updated)b::float8[],
-            %(idempotency_keys)b::text[], %(releases)b::bool[]
+            %(idempotency_keys)b::text[], %(releases)b::bool[], %(keep_olds)b::integer[]
         ) AS b(instance_id, token, has_record, kind, job_name, key, state, meta, alarm_at,
-               created_at, updated_at, idempotency_key, release)
+               created_at, updated_at, idempotency_key, release, keep_old)
     ), locked AS (
         SELECT i.instance_id FROM (SELECT instance_id FROM b ORDER BY instance_id COLLATE "C") o,
         LATERAL (SELECT instance_id FROM {instances}
@@ -148,7 +250,7 @@ COMMIT_MANY: LiteralString = """
         DELETE FROM {claims}
         WHERE instance_id = ANY(ARRAY(SELECT instance_id FROM fence WHERE release))
             AND token = ANY(ARRAY(SELECT token FROM fence WHERE release))
-    ), woken AS (
+    ), {history_writes}, woken AS (
         SELECT pg_notify(%(channel)s, %(origin)s) FROM fence f
         WHERE CASE WHEN f.has_record THEN f.alarm_at IS NOT NULL
                    ELSE f.release AND (SELECT alarm_at FROM {instances}
@@ -173,7 +275,10 @@ COMMIT_ONE: LiteralString = """
         %(id)s::text, %(token)s::text, %(has_record)s::bool, %(kind)s::text,
         %(job_name)s::text, %(key)s::text, %(state)s::text, %(meta)s::text,
         %(alarm_at)s::float8, %(created_at)s::float8, %(updated_at)s::float8,
-        %(idempotency_key)s::text, %(release)s::bool, %(channel)s::text, %(origin)s::text
+        %(idempotency_key)s::text, %(release)s::bool, %(channel)s::text, %(origin)s::text,
+        %(keep_old)s::integer, %(h_jobs)b::text[], %(h_trigs)b::text[],
+        %(h_outcomes)b::text[], %(h_attempts)b::integer[], %(h_started)b::float8[],
+        %(h_finished)b::float8[], %(h_errors)b::text[]
     )"""
 
 HAS_KEY: LiteralString = (
@@ -181,16 +286,92 @@ HAS_KEY: LiteralString = (
 )
 
 READ_DEAD_LETTER: LiteralString = """
-    SELECT instance_id, job_name, state, error, attempts, at
-    FROM {dead_letters} WHERE instance_id = %(instance_id)s"""
+    SELECT {dead_letter_columns} FROM {dead_letters} WHERE instance_id = %(instance_id)s"""
 
 LIST: LiteralString = (
     "SELECT {columns} FROM {instances} {where} ORDER BY instance_id LIMIT %(limit)s"
 )
 
-TAKE_OUTBOX: LiteralString = "SELECT id, event FROM {outbox} ORDER BY id LIMIT %(limit)s"
+LIST_DEAD_LETTERS: LiteralString = (
+    "SELECT {dead_letter_columns} FROM {dead_letters} {where} ORDER BY instance_id LIMIT %(limit)s"
+)
 
-ACK_OUTBOX: LiteralString = "DELETE FROM {outbox} WHERE id = ANY(%(ids)b::bigint[])"
+DELETE_DEAD_LETTER: LiteralString = (
+    "DELETE FROM {dead_letters} WHERE instance_id = %(instance_id)s RETURNING true"
+)
+
+READ_HISTORY: LiteralString = """
+    SELECT {history_columns} FROM {history}
+    WHERE instance_id = %(instance_id)s AND id < %(before)s
+    ORDER BY id DESC LIMIT %(limit)s"""
+
+READ_EVENTS: LiteralString = """
+    SELECT id, event FROM {events} WHERE id > %(after)s ORDER BY id LIMIT %(limit)s"""
+
+LAST_EVENT_ID: LiteralString = "SELECT coalesce(max(id), 0) FROM {events}"
+
+# Bounded: only the oldest ``bound`` events are looked at. The newest event always
+# stays, so that ``last_event_id`` never goes back.
+TRIM_EVENTS: LiteralString = """
+    WITH newest AS (
+        SELECT coalesce(
+            (SELECT id FROM {events} ORDER BY id DESC OFFSET %(keep)s LIMIT 1), 0
+        ) AS kept_after,
+        (SELECT max(id) FROM {events}) AS last
+    ), oldest AS (
+        SELECT id, at FROM {events} ORDER BY id LIMIT %(bound)s
+    )
+    DELETE FROM {events} WHERE id = ANY(ARRAY(
+        SELECT o.id FROM oldest o, newest n
+        WHERE (o.id <= n.kept_after OR o.at < %(before)s) AND o.id < n.last
+    ))"""
+
+READ_CURSOR: LiteralString = "SELECT position FROM {cursors} WHERE name = %(name)s"
+
+# A reader at 0 may have no row yet.
+START_CURSOR: LiteralString = """
+    INSERT INTO {cursors} (name, position) VALUES (%(name)s, %(to)s)
+    ON CONFLICT (name) DO UPDATE SET position = EXCLUDED.position
+    WHERE {cursors}.position = 0
+    RETURNING true"""
+
+MOVE_CURSOR: LiteralString = """
+    UPDATE {cursors} SET position = %(to)s
+    WHERE name = %(name)s AND position = %(expected)s RETURNING true"""
+
+REGISTER_WORKER: LiteralString = """
+    INSERT INTO {workers} ({worker_columns})
+    VALUES (%(worker_id)s, %(host)s, %(pid)s, %(started_at)s, %(last_seen_at)s,
+        %(concurrency)s, %(running)s, %(jobs)s)
+    ON CONFLICT (worker_id) DO UPDATE SET
+        host = EXCLUDED.host, pid = EXCLUDED.pid, started_at = EXCLUDED.started_at,
+        last_seen_at = EXCLUDED.last_seen_at, concurrency = EXCLUDED.concurrency,
+        running = EXCLUDED.running, jobs = EXCLUDED.jobs"""
+
+HEARTBEAT_WORKER: LiteralString = """
+    UPDATE {workers} SET last_seen_at = %(last_seen_at)s, running = %(running)s
+    WHERE worker_id = %(worker_id)s RETURNING true"""
+
+DEREGISTER_WORKER: LiteralString = "DELETE FROM {workers} WHERE worker_id = %(worker_id)s"
+
+# Rows of workers gone without deregistering (killed) are pruned as they are listed.
+LIST_WORKERS: LiteralString = """
+    WITH pruned AS (DELETE FROM {workers} WHERE last_seen_at < %(seen_since)s)
+    SELECT {worker_columns} FROM {workers} WHERE last_seen_at >= %(seen_since)s
+    ORDER BY worker_id"""
+
+STATS_INSTANCES: LiteralString = """
+    SELECT job_name, kind, alarm_at IS NOT NULL, count(*) FROM {instances}
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"""
+
+# Through the partial index on alarms: only those due are read.
+STATS_DUE: LiteralString = """
+    SELECT job_name, count(*) FROM {instances} WHERE alarm_at <= %(now)s
+    GROUP BY 1 ORDER BY 1"""
+
+STATS_DEAD_LETTERS: LiteralString = (
+    "SELECT job_name, count(*) FROM {dead_letters} GROUP BY 1 ORDER BY 1"
+)
 
 LIVE_CLAIM: LiteralString = """
     EXISTS (SELECT FROM {claims} c
@@ -244,6 +425,9 @@ class Queries:
         self._names["claim_one"] = sql.Identifier(schema, "claim_one")
         self._names["commit_one"] = sql.Identifier(schema, "commit_one")
         self._names["columns"] = sql.SQL(COLUMNS)
+        self._names["dead_letter_columns"] = sql.SQL(DEAD_LETTER_COLUMNS)
+        self._names["history_columns"] = sql.SQL(HISTORY_COLUMNS)
+        self._names["worker_columns"] = sql.SQL(WORKER_COLUMNS)
         self._names["due_columns"] = sql.SQL(", ").join(
             sql.Identifier("due", c) for c in COLUMNS.split(", ")
         )
@@ -260,19 +444,41 @@ class Queries:
         self.delete_keys = self.render(DELETE_KEYS)
         self.add_key = self.render(ADD_KEY)
         self.dead_letter = self.render(DEAD_LETTER)
-        self.add_events = self.render(ADD_EVENTS)
+        self.delete_dead_letter_fenced = self.render(DELETE_DEAD_LETTER_FENCED)
         self.notify = self.render(NOTIFY)
-        self.release_fenced = self.render(RELEASE_FENCED)
-        self.commit_many = self.render(COMMIT_MANY)
+        history_writes = self.compose(HISTORY_WRITES)
+        self.history = self.render(HISTORY, history_writes=history_writes)
+        self.lock_events = self.render(LOCK_EVENTS)
+        self.finish = self.render(FINISH)
+        # Without history, the statement a batch of producers' commits uses.
+        self.commit_many = self.render(COMMIT_MANY, history_writes=NO_HISTORY)
+        self.commit_many_history = self.render(COMMIT_MANY, history_writes=history_writes)
         self.commit_one = self.render(COMMIT_ONE)
         self.claim_many = self.render(CLAIM_MANY)
         self.claim_one = self.render(CLAIM_ONE)
         self.has_key = self.render(HAS_KEY)
         self.read_dead_letter = self.render(READ_DEAD_LETTER)
-        self.take_outbox = self.render(TAKE_OUTBOX)
-        self.ack_outbox = self.render(ACK_OUTBOX)
         self.claim_due = self.render(CLAIM_DUE)
         self.next_alarm = self.render(NEXT_ALARM)
+        self._render_operating()
+
+    def _render_operating(self) -> None:
+        """The statements of the history, dead letters, event log and workers."""
+        self.delete_dead_letter = self.render(DELETE_DEAD_LETTER)
+        self.read_history = self.render(READ_HISTORY)
+        self.read_events = self.render(READ_EVENTS)
+        self.last_event_id = self.render(LAST_EVENT_ID)
+        self.trim_events = self.render(TRIM_EVENTS)
+        self.read_cursor = self.render(READ_CURSOR)
+        self.start_cursor = self.render(START_CURSOR)
+        self.move_cursor = self.render(MOVE_CURSOR)
+        self.register_worker = self.render(REGISTER_WORKER)
+        self.heartbeat_worker = self.render(HEARTBEAT_WORKER)
+        self.deregister_worker = self.render(DEREGISTER_WORKER)
+        self.list_workers = self.render(LIST_WORKERS)
+        self.stats_instances = self.render(STATS_INSTANCES)
+        self.stats_due = self.render(STATS_DUE)
+        self.stats_dead_letters = self.render(STATS_DEAD_LETTERS)
 
     def compose(self, template: LiteralString, **extra: sql.Composable) -> sql.Composed:
         return sql.SQL(template).format(**self._names, **extra)
@@ -280,18 +486,36 @@ class Queries:
     def render(self, template: LiteralString, **extra: sql.Composable) -> bytes:
         return self.compose(template, **extra).as_bytes(None)
 
-    def list_instances(self, *, job_name: bool, kind: bool) -> bytes:
-        """The listing, filtered on the columns asked for (so their indexes apply)."""
-        conditions = [
-            sql.SQL(condition)
-            for condition, wanted in (
+    def list_instances(
+        self, *, job_name: bool, kind: bool, alarmed: bool | None, after: bool
+    ) -> bytes:
+        """The listing, filtered on the columns asked for, in the order of an index
+        that serves it: by job, ``(job_name, instance_id)``; by kind, the range of
+        the primary key its ids start with (``kind:``); else the primary key."""
+        return self.render(
+            LIST,
+            where=_where(
                 ("job_name = %(job_name)s", job_name),
+                ("instance_id >= %(kind)s || ':' AND instance_id < %(kind)s || ';'", kind),
                 ("kind = %(kind)s", kind),
-            )
-            if wanted
-        ]
-        where = sql.SQL("WHERE ") + sql.SQL(" AND ").join(conditions) if conditions else sql.SQL("")
-        return self.render(LIST, where=where)
+                ("alarm_at IS NOT NULL", alarmed is True),
+                ("alarm_at IS NULL", alarmed is False),
+                ("instance_id > %(after)s", after),
+            ),
+        )
+
+    def list_dead_letters(self, *, job_name: bool, after: bool) -> bytes:
+        """Dead letters in id order, by job through ``(job_name, instance_id)``."""
+        return self.render(
+            LIST_DEAD_LETTERS,
+            where=_where(("job_name = %(job_name)s", job_name), ("instance_id > %(after)s", after)),
+        )
+
+
+def _where(*conditions: tuple[LiteralString, bool]) -> sql.Composable:
+    """``WHERE`` and the conditions wanted, or nothing."""
+    wanted = [sql.SQL(condition) for condition, want in conditions if want]
+    return sql.SQL("WHERE ") + sql.SQL(" AND ").join(wanted) if wanted else sql.SQL("")
 
 
 def to_record(row: TupleRow) -> InstanceRecord:

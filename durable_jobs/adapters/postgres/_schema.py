@@ -131,12 +131,14 @@ CLAIM_ONE = Function(
 # in keyed statements: the instance row is locked first, then the claim row, whose
 # token fences every write; it returns the id if the commit was fenced in. The same
 # few statements as one CTE over arrays of one cost the server twice as much.
-_COMMIT_ONE = """
+_COMMIT_ONE_FENCE = """
     PERFORM FROM {schema}.instances WHERE instance_id = p_id FOR UPDATE;
     PERFORM FROM {schema}.claims WHERE instance_id = p_id AND token = p_token FOR UPDATE;
     IF NOT FOUND THEN
         RETURN;
-    END IF;
+    END IF;"""
+
+_COMMIT_ONE_WRITES = """
     IF p_has_record THEN
         INSERT INTO {schema}.instances AS i (
             instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at
@@ -166,6 +168,8 @@ _COMMIT_ONE = """
     END
     """
 
+_COMMIT_ONE = _COMMIT_ONE_FENCE + _COMMIT_ONE_WRITES
+
 COMMIT_ONE = Function(
     sql.SQL("""
     {schema}.commit_one(
@@ -175,6 +179,107 @@ COMMIT_ONE = Function(
         p_origin text
     ) RETURNS SETOF text LANGUAGE plpgsql VOLATILE"""),
     sql.SQL("".join(("BEGIN", _COMMIT_ONE))),
+)
+
+# The commit alone again, writing history too: ``p_keep_old`` is how many of the
+# instance's rows from before this commit to keep (``NULL``: all of them), and the
+# ``p_h_*`` arrays are the rows to append, oldest first. The caller has already cut
+# them to the history limit, so the trim need not see them.
+_HISTORY_ONE = """
+    IF p_keep_old IS NOT NULL THEN
+        DELETE FROM {schema}.history
+        WHERE instance_id = p_id AND id <= (
+            SELECT id FROM {schema}.history WHERE instance_id = p_id
+            ORDER BY id DESC OFFSET p_keep_old LIMIT 1
+        );
+    END IF;
+    IF cardinality(p_h_trigs) > 0 THEN
+        INSERT INTO {schema}.history (
+            instance_id, job_name, trig, outcome, attempt, started_at, finished_at, error
+        )
+        SELECT p_id, h.job_name, h.trig, h.outcome, h.attempt, h.started_at,
+            h.finished_at, h.error
+        FROM unnest(
+            p_h_jobs, p_h_trigs, p_h_outcomes, p_h_attempts, p_h_started, p_h_finished,
+            p_h_errors
+        ) WITH ORDINALITY AS h(
+            job_name, trig, outcome, attempt, started_at, finished_at, error, n
+        )
+        ORDER BY h.n;
+    END IF;"""
+
+COMMIT_ONE_WITH_HISTORY = Function(
+    sql.SQL("""
+    {schema}.commit_one(
+        p_id text, p_token text, p_has_record bool, p_kind text, p_job_name text,
+        p_key text, p_state text, p_meta text, p_alarm_at float8, p_created_at float8,
+        p_updated_at float8, p_idempotency_key text, p_release bool, p_channel text,
+        p_origin text, p_keep_old integer, p_h_jobs text[], p_h_trigs text[],
+        p_h_outcomes text[], p_h_attempts integer[], p_h_started float8[],
+        p_h_finished float8[], p_h_errors text[]
+    ) RETURNS SETOF text LANGUAGE plpgsql VOLATILE"""),
+    sql.SQL("".join(("BEGIN", _COMMIT_ONE_FENCE, _HISTORY_ONE, _COMMIT_ONE_WRITES))),
+)
+
+# Version 8: what operating needs. Dead letters keep what a redrive needs (the kind,
+# the counters, the traceback) and are listed per job; each instance has a history of
+# runs; the outbox becomes the event log that readers follow with cursors of their
+# own; workers register themselves. Instances are listed by kind through the primary
+# key (an id starts with its kind), so the index on kind goes: one index fewer to
+# write at every commit.
+OPERATING: tuple[sql.SQL | Function, ...] = (
+    sql.SQL("""
+    ALTER TABLE {schema}.dead_letters
+        ADD COLUMN kind text,
+        ADD COLUMN meta text,
+        ADD COLUMN traceback text NOT NULL DEFAULT ''"""),
+    sql.SQL("UPDATE {schema}.dead_letters SET kind = split_part(instance_id, ':', 1)"),
+    sql.SQL("ALTER TABLE {schema}.dead_letters ALTER COLUMN kind SET NOT NULL"),
+    sql.SQL("CREATE INDEX dead_letters_job_name ON {schema}.dead_letters (job_name, instance_id)"),
+    # No primary key on ``id``: rows are only ever reached per instance.
+    sql.SQL("""
+    CREATE TABLE {schema}.history (
+        id bigserial NOT NULL,
+        instance_id text COLLATE "C" NOT NULL,
+        job_name text NOT NULL,
+        trig text NOT NULL,
+        outcome text NOT NULL,
+        attempt integer NOT NULL,
+        started_at double precision NOT NULL,
+        finished_at double precision NOT NULL,
+        error text
+    )"""),
+    sql.SQL("CREATE INDEX history_instance ON {schema}.history (instance_id, id)"),
+    sql.SQL("ALTER TABLE {schema}.outbox RENAME TO events"),
+    sql.SQL("ALTER SEQUENCE {schema}.outbox_id_seq RENAME TO events_id_seq"),
+    sql.SQL("ALTER INDEX {schema}.outbox_pkey RENAME TO events_pkey"),
+    # Events still undelivered become the first of the log, stamped with the upgrade.
+    sql.SQL("ALTER TABLE {schema}.events ADD COLUMN at double precision"),
+    sql.SQL("UPDATE {schema}.events SET at = extract(epoch FROM now())"),
+    sql.SQL("ALTER TABLE {schema}.events ALTER COLUMN at SET NOT NULL"),
+    sql.SQL("""
+    CREATE TABLE {schema}.cursors (
+        name text COLLATE "C" PRIMARY KEY,
+        position bigint NOT NULL
+    )"""),
+    sql.SQL("""
+    CREATE TABLE {schema}.workers (
+        worker_id text COLLATE "C" PRIMARY KEY,
+        host text NOT NULL,
+        pid integer NOT NULL,
+        started_at double precision NOT NULL,
+        last_seen_at double precision NOT NULL,
+        concurrency integer NOT NULL,
+        running integer NOT NULL,
+        jobs text NOT NULL
+    )"""),
+    sql.SQL("DROP INDEX {schema}.instances_kind"),
+    sql.SQL("""
+    DROP FUNCTION {schema}.commit_one(
+        text, text, bool, text, text, text, text, text, float8, float8, float8, text, bool,
+        text, text
+    )"""),
+    COMMIT_ONE_WITH_HISTORY,
 )
 
 # ``{schema}`` is replaced by the quoted schema name. Times are epoch seconds
@@ -236,6 +341,7 @@ MIGRATIONS: tuple[tuple[sql.SQL | Function, ...], ...] = (
             "ADD COLUMN IF NOT EXISTS recoveries integer NOT NULL DEFAULT 0"
         ),
     ),
+    OPERATING,
 )
 
 LATEST = len(MIGRATIONS)
@@ -247,8 +353,9 @@ def lock_key(schema: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def migrate(conn: psycopg.Connection[TupleRow], schema: str) -> int:
-    """Bring ``schema`` up to :data:`LATEST`; return the version found before.
+def migrate(conn: psycopg.Connection[TupleRow], schema: str, *, to: int = LATEST) -> int:
+    """Bring ``schema`` up to version ``to`` (:data:`LATEST`, unless testing an
+    upgrade); return the version found before.
 
     A schema already up to date is only read, so a role without the right to
     create schemas or tables can use one its DBA prepared.
@@ -264,7 +371,7 @@ def migrate(conn: psycopg.Connection[TupleRow], schema: str) -> int:
             )
         if found == 0:
             _bootstrap(conn, schema, name)
-        for version in range(found + 1, LATEST + 1):
+        for version in range(found + 1, to + 1):
             _apply(conn, name, version)
     return found
 

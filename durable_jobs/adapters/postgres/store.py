@@ -16,8 +16,14 @@ carries "the claim still holds my token" in its ``WHERE`` after the claim row wa
 locked ``FOR UPDATE``, so a stale commit writes nothing and reports ``False``. That
 needs no answer from the server mid-commit: the usual commits of a batch go out as one
 statement (``COMMIT_MANY``, or the ``commit_one`` function for a batch of one), the
-rest (deletions, dead letters, outbox events) as one pipelined transaction — one
-round trip either way.
+rest (deletions, dead letters, events) as one pipelined transaction — one round trip
+either way. History rows go with either.
+
+The event log: event ids increase in commit order. A transaction with events takes
+one advisory lock of the schema's as its last step before COMMIT and only then its
+ids, so those transactions commit one at a time in id order, and a reader that saw
+an id never finds a lower one committed later. Other processes hear of new events
+through a notification channel of their own.
 
 Alarms: a commit that leaves its instance with an alarm (or releases the claim of one)
 sends ``pg_notify`` in its transaction; every store on the schema that waits for alarms
@@ -31,6 +37,8 @@ mode). Needs PostgreSQL 9.5 or newer (``ON CONFLICT``, ``SKIP LOCKED``).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import threading
 import uuid
 import weakref
@@ -46,12 +54,21 @@ from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from ...errors import StorageError
-from ..records import Claim, Commit, DeadLetterRecord, InstanceRecord, OutboxEntry
+from ..records import (
+    Claim,
+    Commit,
+    DeadLetterRecord,
+    HistoryRecord,
+    InstanceRecord,
+    OutboxEntry,
+    StoreStats,
+    WorkerRecord,
+)
 from ..retry import StorageRetry
 from ..tokens import new_token
 from ..wakeup import Wakeup
 from ._batch import AsyncConnection, Batcher, LoopConnection
-from ._listener import NAMEDATALEN, Listener, channel_name
+from ._listener import EVENTS, NAMEDATALEN, Listener, channel_name
 from ._queries import Queries, to_record
 from ._schema import migrate
 
@@ -73,6 +90,12 @@ POOL_TIMEOUT = 5.0
 
 CLAIM_DUE_ROUNDS = 4
 """How many statements one ``claim_due`` may spend on alarms other workers keep taking."""
+
+TRIM_BOUND = 10_000
+"""The oldest events one ``trim_events`` looks at, so that a call's work is bounded."""
+
+NO_ID = 2**63 - 1
+"""Above every id a ``bigserial`` gives."""
 
 _PROACTOR: type[asyncio.AbstractEventLoop] | None = getattr(asyncio, "ProactorEventLoop", None)
 
@@ -169,8 +192,11 @@ class PostgresStore:
         self._retry = retry or StorageRetry()
         self._q = Queries(schema)
         self._channel = channel_name(schema)
+        self._events_channel = channel_name(schema, EVENTS)
+        self._events_lock = events_lock_key(schema)
         self._origin = uuid.uuid4().hex
         self._wakeup = Wakeup()
+        self._new_events = Wakeup()
         self._lock = threading.Lock()
         self._resources: _Resources | None = None
 
@@ -208,9 +234,8 @@ class PostgresStore:
         )
         pool.open(wait=False)
         executor = ThreadPoolExecutor(self._max_size, thread_name_prefix="durable-jobs-pg")
-        listener = Listener(
-            self._dsn, self._channel, self._origin, self._wakeup, self._retry.outage
-        )
+        wakeups = {self._channel: self._wakeup, self._events_channel: self._new_events}
+        listener = Listener(self._dsn, wakeups, self._origin, self._retry.outage)
         return _Resources(pool, executor, listener)
 
     async def close(self) -> None:
@@ -359,28 +384,59 @@ class PostgresStore:
         done = await self._retry.acall("commit", lambda: batcher.submit(commit), TRANSIENT)
         if done and _wakes(commit):
             self._wakeup.fire()
+        if done and commit.events:
+            self._new_events.fire()
         return done
 
     def _commit_batch(self, commits: list[Commit], conn: Connection) -> list[bool]:
         if _usual(commits):
             fenced_in = {row[0] for row in conn.execute(*self._commit_many(commits))}
             return [c.claim.instance_id in fenced_in for c in commits]
+        if len({c.claim.instance_id for c in commits}) < len(commits):
+            # An instance twice: its claims are released at the end of a transaction,
+            # so each commit gets one of its own, in order.
+            return [self._commit_batch([c], conn)[0] for c in commits]
         # Instance order is the lock order of every batch, so batches cannot deadlock.
-        order = sorted(range(len(commits)), key=lambda i: commits[i].claim.instance_id)
-        fences: dict[int, psycopg.Cursor[TupleRow]] = {}
+        ordered = sorted(commits, key=lambda c: c.claim.instance_id)
+        fences: dict[str, psycopg.Cursor[TupleRow]] = {}
         with conn.pipeline(), conn.transaction():
-            for i in order:
-                fences[i] = self._queue_commit(conn, commits[i])
-        return [fences[i].fetchone() is not None for i in range(len(commits))]
+            for commit in ordered:
+                fences[commit.claim.instance_id] = self._queue_commit(conn, commit)
+            self._queue_finish(conn, ordered)
+        return [fences[c.claim.instance_id].fetchone() is not None for c in commits]
 
     def _queue_commit(self, conn: Connection, commit: Commit) -> psycopg.Cursor[TupleRow]:
-        """Send the statements of ``commit``; the cursor returned has a row if it was fenced in."""
+        """Send the statements of ``commit`` but its history, events and release; the
+        cursor returned has a row if it was fenced in."""
         params = self._commit_params(commit)
         conn.execute(self._q.lock_instance, params)
         fence = conn.execute(self._q.lock_claim, params)
         for statement in self._commit_statements(commit):
             conn.execute(statement, params)
         return fence
+
+    def _queue_finish(self, conn: Connection, commits: list[Commit]) -> None:
+        """Send what the ``commits`` write for the whole batch: history, then (the lock
+        of the event log held) the releases and events, which end the transaction."""
+        ids = [c.claim.instance_id for c in commits]
+        tokens = [c.claim.token for c in commits]
+        if any(c.history or c.history_reset for c in commits):
+            params = {"ids": ids, "tokens": tokens} | _history_params(commits)
+            conn.execute(self._q.history, params)
+        events = [(c.claim.instance_id, float(c.at), e) for c in commits for e in c.events]
+        if events:
+            conn.execute(self._q.lock_events, {"events_lock": self._events_lock})
+        finish = {
+            "ids": ids,
+            "tokens": tokens,
+            "releases": [c.release for c in commits],
+            "e_ids": [i for i, _, _ in events],
+            "e_ats": [at for _, at, _ in events],
+            "events": [e for _, _, e in events],
+            "events_channel": self._events_channel,
+            "origin": self._origin,
+        }
+        conn.execute(self._q.finish, finish)
 
     def _commit_many(self, commits: list[Commit]) -> tuple[bytes, dict[str, Any]]:
         """The statement and parameters applying the usual ``commits`` at once."""
@@ -404,11 +460,13 @@ class PostgresStore:
             "channel": self._channel,
             "origin": self._origin,
         }
-        return self._q.commit_many, params
+        if any(c.history or c.history_reset for c in commits):
+            return self._q.commit_many_history, params | _history_params(commits)
+        return self._q.commit_many, params | {"keep_olds": [None] * len(commits)}
 
     def _commit_one(self, commit: Commit) -> tuple[bytes, dict[str, Any]]:
         r = commit.record
-        params = {
+        params: dict[str, Any] = {
             "id": commit.claim.instance_id,
             "token": commit.claim.token,
             "has_record": r is not None,
@@ -424,7 +482,8 @@ class PostgresStore:
             "release": commit.release,
             "channel": self._channel,
             "origin": self._origin,
-        }
+        } | _history_params([commit])
+        params["keep_old"] = params.pop("keep_olds")[0]
         return self._q.commit_one, params
 
     def _commit_statements(self, commit: Commit) -> list[bytes]:
@@ -436,14 +495,12 @@ class PostgresStore:
             statements.append(q.upsert)
         if commit.idempotency_key is not None and not commit.delete:
             statements.append(q.add_key)
+        if commit.delete_dead_letter:
+            statements.append(q.delete_dead_letter_fenced)
         if commit.dead_letter is not None:
             statements.append(q.dead_letter)
-        if commit.events:
-            statements.append(q.add_events)
         if _wakes(commit) and not commit.delete:
             statements.append(q.notify)
-        if commit.release:
-            statements.append(q.release_fenced)
         return statements
 
     def _commit_params(self, commit: Commit) -> dict[str, Any]:
@@ -451,7 +508,6 @@ class PostgresStore:
             "claim_id": commit.claim.instance_id,
             "token": commit.claim.token,
             "idempotency_key": commit.idempotency_key,
-            "events": list(commit.events),
             "channel": self._channel,
             "origin": self._origin,
         }
@@ -465,6 +521,39 @@ class PostgresStore:
         params = {"instance_id": instance_id, "key": key}
         return bool(await self._rows("has_idempotency_key", self._q.has_key, params))
 
+    async def list_instances(
+        self,
+        *,
+        job_name: str | None = None,
+        kind: str | None = None,
+        alarmed: bool | None = None,
+        after: str | None = None,
+        limit: int = 1000,
+    ) -> list[InstanceRecord]:
+        query = self._q.list_instances(
+            job_name=job_name is not None,
+            kind=kind is not None,
+            alarmed=alarmed,
+            after=after is not None,
+        )
+        params = {"job_name": job_name, "kind": kind, "after": after, "limit": limit}
+        return [to_record(row) for row in await self._rows("list_instances", query, params)]
+
+    # -- history ---------------------------------------------------------------
+
+    async def read_history(
+        self, instance_id: str, *, limit: int, before: int | None = None
+    ) -> list[HistoryRecord]:
+        params = {
+            "instance_id": instance_id,
+            "before": NO_ID if before is None else before,
+            "limit": limit,
+        }
+        rows = await self._rows("read_history", self._q.read_history, params)
+        return [HistoryRecord.from_row(row) for row in rows]
+
+    # -- dead letters ----------------------------------------------------------
+
     async def read_dead_letter(self, instance_id: str) -> DeadLetterRecord | None:
         params = {"instance_id": instance_id}
         rows = await self._rows("read_dead_letter", self._q.read_dead_letter, params)
@@ -472,20 +561,88 @@ class PostgresStore:
             return None
         return DeadLetterRecord.from_row(rows[0])
 
-    async def list_instances(
-        self, *, job_name: str | None = None, kind: str | None = None, limit: int = 1000
-    ) -> list[InstanceRecord]:
-        query = self._q.list_instances(job_name=job_name is not None, kind=kind is not None)
-        params = {"job_name": job_name, "kind": kind, "limit": limit}
-        return [to_record(row) for row in await self._rows("list_instances", query, params)]
+    async def list_dead_letters(
+        self, *, job_name: str | None = None, after: str | None = None, limit: int = 100
+    ) -> list[DeadLetterRecord]:
+        query = self._q.list_dead_letters(job_name=job_name is not None, after=after is not None)
+        params = {"job_name": job_name, "after": after, "limit": limit}
+        rows = await self._rows("list_dead_letters", query, params)
+        return [DeadLetterRecord.from_row(row) for row in rows]
 
-    async def take_outbox(self, limit: int) -> list[OutboxEntry]:
-        rows = await self._rows("take_outbox", self._q.take_outbox, {"limit": limit})
+    async def delete_dead_letter(self, instance_id: str) -> bool:
+        params = {"instance_id": instance_id}
+        return bool(await self._rows("delete_dead_letter", self._q.delete_dead_letter, params))
+
+    # -- the event log ---------------------------------------------------------
+
+    async def read_events(self, after: int, limit: int) -> list[OutboxEntry]:
+        params = {"after": after, "limit": limit}
+        rows = await self._rows("read_events", self._q.read_events, params)
         return [OutboxEntry(id=i, event=event) for i, event in rows]
 
-    async def ack_outbox(self, ids: Sequence[int]) -> None:
-        if ids:
-            await self._execute("ack_outbox", self._q.ack_outbox, {"ids": list(ids)})
+    async def last_event_id(self) -> int:
+        rows = await self._rows("last_event_id", self._q.last_event_id, {})
+        return int(rows[0][0])
+
+    async def wait_for_events(self, after: int, timeout: float) -> None:
+        self._require().listener.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # Notifications wake the wait; the look between waits catches what they
+        # missed (sent before the listener was up, or while it reconnected).
+        while await self.last_event_id() <= after:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            await self._new_events.wait(min(left, self._poll_interval))
+
+    async def trim_events(self, *, keep: int, before: float) -> int:
+        params = {"keep": keep, "before": before, "bound": TRIM_BOUND}
+        return await self._call(
+            "trim_events", lambda conn: conn.execute(self._q.trim_events, params).rowcount
+        )
+
+    async def read_cursor(self, name: str) -> int:
+        rows = await self._rows("read_cursor", self._q.read_cursor, {"name": name})
+        return int(rows[0][0]) if rows else 0
+
+    async def move_cursor(self, name: str, expected: int, to: int) -> bool:
+        query = self._q.start_cursor if expected == 0 else self._q.move_cursor
+        params = {"name": name, "expected": expected, "to": to}
+        return bool(await self._rows("move_cursor", query, params))
+
+    # -- workers ---------------------------------------------------------------
+
+    async def register_worker(self, worker: WorkerRecord) -> None:
+        params = attrs.asdict(worker) | {"jobs": json.dumps(list(worker.jobs))}
+        await self._execute("register_worker", self._q.register_worker, params)
+
+    async def heartbeat_worker(self, worker_id: str, last_seen_at: float, running: int) -> bool:
+        params = {"worker_id": worker_id, "last_seen_at": last_seen_at, "running": running}
+        return bool(await self._rows("heartbeat_worker", self._q.heartbeat_worker, params))
+
+    async def deregister_worker(self, worker_id: str) -> None:
+        params = {"worker_id": worker_id}
+        await self._execute("deregister_worker", self._q.deregister_worker, params)
+
+    async def list_workers(self, seen_since: float) -> list[WorkerRecord]:
+        params = {"seen_since": seen_since}
+        rows = await self._rows("list_workers", self._q.list_workers, params)
+        return [WorkerRecord.from_row(row) for row in rows]
+
+    async def stats(self, now: float) -> StoreStats:
+        return await self._call("stats", partial(self._stats, now))
+
+    def _stats(self, now: float, conn: Connection) -> StoreStats:
+        with conn.pipeline():
+            instances = conn.execute(self._q.stats_instances)
+            due = conn.execute(self._q.stats_due, {"now": now})
+            dead = conn.execute(self._q.stats_dead_letters)
+        return StoreStats(
+            instances=tuple((j, k, a, n) for j, k, a, n in instances.fetchall()),
+            due=tuple((j, n) for j, n in due.fetchall()),
+            dead_letters=tuple((j, n) for j, n in dead.fetchall()),
+        )
 
     # -- scheduler -------------------------------------------------------------
 
@@ -540,8 +697,9 @@ class PostgresStore:
 
     @property
     def listening(self) -> bool:
-        """Whether alarms set by other processes wake this store's waits now: from its
-        first ``wait_for_alarm`` on, while its listening connection is up."""
+        """Whether alarms set and events committed by other processes wake this
+        store's waits now: from its first ``wait_for_alarm`` or ``wait_for_events``
+        on, while its listening connection is up."""
         resources = self._resources
         return resources is not None and resources.listener.listening
 
@@ -600,11 +758,46 @@ def _alarm_order(taken: tuple[InstanceRecord, TupleRow]) -> tuple[float, str]:
 
 def _usual(commits: list[Commit]) -> bool:
     """Whether one ``COMMIT_MANY`` statement can apply ``commits``: no deletion, dead
-    letter or event among them, and no instance twice (its upsert would clash)."""
+    letter (written or deleted) or event among them, and no instance twice (its
+    upsert would clash)."""
     ids = {c.claim.instance_id for c in commits}
     return len(ids) == len(commits) and not any(
-        c.delete or c.dead_letter is not None or c.events for c in commits
+        c.delete or c.dead_letter is not None or c.delete_dead_letter or c.events for c in commits
     )
+
+
+def _history_params(commits: list[Commit]) -> dict[str, Any]:
+    """The history writes of ``commits`` as arrays: per commit, ``keep_olds`` — how
+    many of its instance's rows from before to keep, ``None`` for all — and the new
+    rows (``h_*``), already cut to the commit's limit. The statements writing them see
+    the history as it was before, so the limit is split here between old and new."""
+    keep_olds: list[int | None] = []
+    rows: list[HistoryRecord] = []
+    for c in commits:
+        new = c.history
+        keep_old = None
+        if c.history_limit is not None and new:
+            new = new[max(len(new) - c.history_limit, 0) :]
+            keep_old = max(c.history_limit - len(new), 0)
+        keep_olds.append(0 if c.history_reset else keep_old)
+        rows += [attrs.evolve(r, instance_id=c.claim.instance_id) for r in new]
+    return {
+        "keep_olds": keep_olds,
+        "h_ids": [r.instance_id for r in rows],
+        "h_jobs": [r.job_name for r in rows],
+        "h_trigs": [r.trigger for r in rows],
+        "h_outcomes": [r.outcome for r in rows],
+        "h_attempts": [r.attempt for r in rows],
+        "h_started": [float(r.started_at) for r in rows],
+        "h_finished": [float(r.finished_at) for r in rows],
+        "h_errors": [r.error for r in rows],
+    }
+
+
+def events_lock_key(schema: str) -> int:
+    """The advisory lock of ``schema``'s event log: a stable signed 64-bit hash."""
+    digest = hashlib.blake2b(f"durable_jobs:{schema}:events".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def _wakes(commit: Commit) -> bool:
