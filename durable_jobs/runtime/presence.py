@@ -52,7 +52,7 @@ class Presence:
         try:
             await self.runtimes.storage.register_worker(self._record(self.runtimes.clock.now()))
         except StorageError as exc:  # the heartbeat registers it once the store answers
-            log.warning("worker.register_failed", error=str(exc))
+            _told(exc, "worker.register_failed")
 
     async def run(self) -> None:
         """Refresh the row and trim the event log until cancelled."""
@@ -70,10 +70,18 @@ class Presence:
                     trimmed_at = now
                     await storage.trim_events(keep=EVENTS_KEPT, before=now - EVENTS_MAX_AGE)
             except StorageError as exc:
-                log.warning("worker.heartbeat_failed", error=str(exc))
+                _told(exc, "worker.heartbeat_failed")
 
     async def deregister(self) -> None:
         try:
             await self.runtimes.storage.deregister_worker(self.worker_id)
         except StorageError as exc:  # its row then ages out after three leases
-            log.warning("worker.deregister_failed", error=str(exc))
+            _told(exc, "worker.deregister_failed")
+
+
+def _told(exc: StorageError, event: str) -> None:
+    # A store that is down has said so once (storage.unavailable): no more warnings.
+    if exc.retryable:
+        log.debug(event, error=str(exc))
+    else:
+        log.warning(event, error=str(exc))
