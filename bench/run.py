@@ -12,7 +12,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ["memory", "sqlite", "postgres"]
+SUITES = ["memory", "sqlite", "postgres", "growth"]
 
 
 def main() -> None:

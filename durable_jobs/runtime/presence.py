@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import Sized
 
+from ..adapters.protocols import StorageAdapter
 from ..adapters.records import WorkerRecord
 from ..errors import StorageError
 from ..logs import get_logger
@@ -19,12 +20,22 @@ EVENTS_KEPT = 10_000
 """Events the log keeps at most; older ones are trimmed by the workers."""
 EVENTS_MAX_AGE = 24 * 3600.0
 """Seconds an event is kept at most."""
-TRIM_EVERY = 60.0
+
+async def trim_events(storage: StorageAdapter, now: float) -> int:
+    """Trim the event log to its retention; return how many events went. The store
+    deletes a bounded number per call, so this calls it until nothing is left to go."""
+    gone = 0
+    for _ in range(100):
+        trimmed = await storage.trim_events(keep=EVENTS_KEPT, before=now - EVENTS_MAX_AGE)
+        gone += trimmed
+        if not trimmed:
+            break
+    return gone
 
 
 class Presence:
-    """Registers a worker, refreshes its row every third of a lease, trims the event
-    log now and then, and deregisters on a clean stop (SEMANTICS: workers)."""
+    """Registers a worker, refreshes its row and trims the event log every third of a
+    lease, and deregisters on a clean stop (SEMANTICS: workers)."""
 
     def __init__(
         self, runtimes: Runtimes, jobs: frozenset[str], concurrency: int, running: Sized
@@ -55,10 +66,10 @@ class Presence:
             _told(exc, "worker.register_failed")
 
     async def run(self) -> None:
-        """Refresh the row and trim the event log until cancelled."""
+        """Refresh the row and trim the event log until cancelled. Every worker trims:
+        trimming what another just trimmed costs one indexed read."""
         storage = self.runtimes.storage
         interval = self.runtimes.settings.lease / 3
-        trimmed_at = 0.0
         while True:
             await asyncio.sleep(interval)
             now = self.runtimes.clock.now()
@@ -66,9 +77,7 @@ class Presence:
                 running = len(self._running)
                 if not await storage.heartbeat_worker(self.worker_id, now, running):
                     await storage.register_worker(self._record(now))  # pruned meanwhile
-                if now - trimmed_at >= TRIM_EVERY:
-                    trimmed_at = now
-                    await storage.trim_events(keep=EVENTS_KEPT, before=now - EVENTS_MAX_AGE)
+                await trim_events(storage, now)
             except StorageError as exc:
                 _told(exc, "worker.heartbeat_failed")
 
