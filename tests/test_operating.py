@@ -462,3 +462,16 @@ def test_the_sync_client_offers_every_operating_call(tmp_path: Any) -> None:
     assert not client.discard_dead_letter("continuous:ticker:zz")
     assert client.workers() == []
     client.close()
+
+
+@pytest.mark.slow  # 10,000 commits: half a minute on PostgreSQL
+async def test_history_stays_bounded_after_ten_thousand_runs_of_one_instance(
+    rt: TestRuntime,
+) -> None:
+    ticker = rt.client.continuous("ticker")
+    await ticker.start("t", Count())
+    assert await rt.advance("10000 minutes") == 10_001
+    rows = await rt.client.history("continuous:ticker:t", limit=10_000)
+    assert len(rows) == 5  # history_limit
+    assert rows[0].started_at == later(minutes=10_000)
+    assert await ticker.get_state("t") == Count(10_001)
