@@ -66,6 +66,8 @@ class Runtimes:
         self._lock = threading.Lock()
         self._opened = False
         self._served: tuple[float, frozenset[str]] | None = None
+        self.on_delivery: list[Callable[[str, float], None]] = []
+        """Called with (job name, seconds late) as a due alarm is delivered."""
 
     def job_name(self, job: object, kind: str) -> str:
         """The registered name of ``job`` (a definition or a name) of the given kind."""
@@ -108,6 +110,7 @@ class Runtimes:
             max_recoveries=settings.max_recoveries,
             history_limit=settings.history_limit,
             heartbeat=settings.heartbeat,
+            on_delivery=self.on_delivery,
         )
 
     async def live_workers(self) -> list[WorkerRecord]:
