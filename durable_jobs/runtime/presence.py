@@ -21,6 +21,7 @@ EVENTS_KEPT = 10_000
 EVENTS_MAX_AGE = 24 * 3600.0
 """Seconds an event is kept at most."""
 
+
 async def trim_events(storage: StorageAdapter, now: float) -> int:
     """Trim the event log to its retention; return how many events went. The store
     deletes a bounded number per call, so this calls it until nothing is left to go."""

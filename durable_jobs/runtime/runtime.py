@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..adapters.protocols import Clock, SchedulerAdapter, StorageAdapter
@@ -41,8 +41,10 @@ class JobsRuntime:
         heartbeat: bool,
         codec: Codec | None = None,
         rng: random.Random | None = None,
+        on_delivery: Sequence[Callable[[str, float], None]] = (),
     ) -> None:
         self.storage = storage
+        self.on_delivery = on_delivery
         self.scheduler = scheduler
         self.clock = clock
         self.codec = codec or Codec()
@@ -112,6 +114,8 @@ class JobsRuntime:
     async def _alarm(self, handler: KindHandler, draft: Draft[Any]) -> None:
         if draft.alarm_at is None or draft.alarm_at > draft.now:
             return  # an earlier call moved or cleared the alarm
+        for hook in self.on_delivery:  # (job name, seconds late): metrics
+            hook(draft.job_name, draft.now - draft.alarm_at)
         await handler.alarm(draft)
 
     async def close(self) -> None:

@@ -68,6 +68,8 @@ class Runtimes:
         self._opened = False
         self._served: tuple[float, frozenset[str]] | None = None
         self.tracing: Tracing | None = None
+        self.on_delivery: list[Callable[[str, float], None]] = []
+        """Called with (job name, seconds late) as a due alarm is delivered."""
 
     def job_name(self, job: object, kind: str) -> str:
         """The registered name of ``job`` (a definition or a name) of the given kind."""
@@ -114,6 +116,7 @@ class Runtimes:
             max_recoveries=settings.max_recoveries,
             history_limit=settings.history_limit,
             heartbeat=settings.heartbeat,
+            on_delivery=self.on_delivery,
         )
         runtime.shell.tracing = self.tracing
         return runtime
