@@ -19,6 +19,9 @@ from ..logs import get_logger
 
 log = get_logger("durable_jobs.events")
 
+# Built once: every commit with events encodes them.
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
 EVENT_TYPES = (
     "job.started",
     "job.executed",
@@ -74,7 +77,7 @@ class JobEvent:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), default=str, separators=(",", ":"), ensure_ascii=False)
+        return _dumps(self.to_dict())
 
     @classmethod
     def from_json(cls, text: str, id: int | None = None) -> JobEvent:
