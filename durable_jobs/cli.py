@@ -18,12 +18,20 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import attrs
 
 from .adapters.records import DeadLetterRecord, InstanceRecord
-from .errors import DurableJobsError, InstanceNotFoundError, InvalidStateError, JobNotFoundError
+from .errors import (
+    DurableJobsError,
+    InstanceNotFoundError,
+    InvalidStateError,
+    JobNotFoundError,
+    ValidationError,
+)
 from .logs import configure_cli
+from .runtime import listing
 from .runtime.app import DurableJobs
-from .runtime.clock import to_datetime, to_datetime_or_none
+from .runtime.clock import to_datetime
 from .runtime.counters import load_counters
 from .runtime.draft import Draft
+from .runtime.results import DeadLetter, ErrorInfo, Execution, InstanceInfo, Page, WorkerInfo
 from .runtime.shell import Target
 
 KINDS = ("continuous", "debounce", "task")
@@ -49,6 +57,10 @@ exit status:
 
 class AppLoadError(Exception):
     """The app named on the command line could not be loaded or rebound."""
+
+
+class UsageError(Exception):
+    """Options that parse but do not fit together; exit status 2, like argparse's own."""
 
 
 @attrs.frozen
@@ -152,11 +164,6 @@ def shown_storage(url: str) -> str:
 # --- reading and naming instances ----------------------------------------------------
 
 
-def status_of(record: InstanceRecord) -> str:
-    counters = load_counters(record.meta, record.instance_id, record.kind)
-    return counters.status(record.alarm_at)
-
-
 def split_instance_id(instance_id: str) -> tuple[str, str, str] | None:
     """``(kind, job, id)`` of a well-formed instance id, else ``None``."""
     kind, job, key = [*instance_id.split(":", 2), "", ""][:3]
@@ -172,8 +179,7 @@ def _split(instance_id: str) -> tuple[str, str, str]:
 
 
 def _iso(seconds: float | None) -> str | None:
-    moment = to_datetime_or_none(seconds)
-    return moment.isoformat() if moment else None
+    return None if seconds is None else to_datetime(seconds).isoformat()
 
 
 def _json_or_none(text: str | None) -> Any:
@@ -189,26 +195,82 @@ def _encode(value: object) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _row(record: InstanceRecord) -> dict[str, Any]:
-    return {
-        "instance_id": record.instance_id,
-        "kind": record.kind,
-        "job": record.job_name,
-        "id": record.key,
-        "status": status_of(record),
-        "next_alarm": _iso(record.alarm_at),
-    }
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="seconds")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value)) or "-"
+    return str(value)
 
 
-def _table(rows: Sequence[dict[str, Any]]) -> str:
+def _table(rows: Sequence[dict[str, Any]], empty: str) -> str:
     if not rows:
-        return "(no instances)"
+        return empty
     columns = list(rows[0])
-    cells = [[("-" if r[c] is None else str(r[c])) for c in columns] for r in rows]
+    cells = [[_cell(r[c]) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(lines)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _short(error: ErrorInfo | str | None, width: int = 60) -> str | None:
+    """An error as ``Type: message`` on one line, cut to ``width`` for a table."""
+    if error is None:
+        return None
+    text = error if isinstance(error, str) else f"{error.type}: {error.message}"
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def _indented(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line for line in text.rstrip().splitlines())
+
+
+def _paged(page: Page[Any], rows: list[dict[str, Any]], empty: str) -> Output:
+    """A page as ``{"items", "next_cursor"}``; the text ends with how to get the next."""
+    text = _table(rows, empty)
+    if page.next_cursor is not None:
+        text += f"\nnext: --cursor {page.next_cursor}"
+    return Output({"items": page.items, "next_cursor": page.next_cursor}, text)
+
+
+def _instance_row(info: InstanceInfo) -> dict[str, Any]:
+    return {
+        "instance_id": info.instance_id,
+        "status": info.status,
+        "next_alarm_at": info.next_alarm_at,
+        "overdue": info.overdue,
+        "last_error": _short(info.last_error),
+    }
+
+
+def _execution_row(run: Execution) -> dict[str, Any]:
+    return {
+        "started_at": run.started_at,
+        "trigger": run.trigger,
+        "outcome": run.outcome,
+        "attempt": run.attempt,
+        "duration_ms": run.duration_ms,
+        "error": _short(run.error),
+    }
+
+
+def _dead_letter_row(dead: DeadLetter) -> dict[str, Any]:
+    return {
+        "instance_id": dead.instance_id,
+        "attempts": dead.attempts,
+        "at": dead.at,
+        "error": _short(dead.error),
+    }
+
+
+def _worker_row(worker: WorkerInfo) -> dict[str, Any]:
+    return attrs.asdict(worker, recurse=False)
 
 
 def _result(instance_id: str, result: object) -> dict[str, Any]:
@@ -255,12 +317,13 @@ async def remove_instance(app: DurableJobs, instance_id: str) -> bool:
 
 
 async def _instances(app: DurableJobs, args: argparse.Namespace) -> Output:
-    runtime = await app.runtime()
-    records = await runtime.storage.list_instances(
-        job_name=args.job, kind=args.kind, limit=args.limit
-    )
-    rows = [_row(r) for r in records if args.status is None or status_of(r) == args.status]
-    return Output(rows, _table(rows))
+    try:
+        page = await app.client.instances(
+            job=args.job, kind=args.kind, status=args.status, limit=args.limit, cursor=args.cursor
+        )
+    except ValueError as exc:  # a status word of another kind than --kind
+        raise UsageError(str(exc)) from exc
+    return _paged(page, [_instance_row(i) for i in page.items], "(no instances)")
 
 
 async def _inspect(app: DurableJobs, args: argparse.Namespace) -> Output:
@@ -271,15 +334,44 @@ async def _inspect(app: DurableJobs, args: argparse.Namespace) -> Output:
         raise InstanceNotFoundError(f"no instance {args.instance_id!r} and no dead letter for it")
     found: dict[str, Any] = {"instance_id": args.instance_id}
     if record is not None:
-        found |= _row(record)
-        found["state"] = _json_or_none(record.state)
-        counters = attrs.asdict(load_counters(record.meta, record.instance_id, record.kind))
-        found["counters"] = {k: _iso(v) if k.endswith("_at") else v for k, v in counters.items()}
-        found["created_at"] = _iso(record.created_at)
-        found["updated_at"] = _iso(record.updated_at)
+        found |= await _instance_data(app, record)
     found["dead_letter"] = _dead_letter(dead)
-    text = "\n".join(f"{k:>12}: {json.dumps(v)}" for k, v in found.items())
-    return Output(found, text)
+    found["history"] = await app.client.history(args.instance_id, limit=5)
+    return Output(found, _inspect_text(found))
+
+
+async def _instance_data(app: DurableJobs, record: InstanceRecord) -> dict[str, Any]:
+    now = app.clock.now()
+    info = listing.instance_info(record, now, await app.runtimes.served_jobs())
+    counters = attrs.asdict(load_counters(record.meta, record.instance_id, record.kind))
+    del counters["last_error"]  # shown whole as the instance's last_error
+    return {
+        **attrs.asdict(info, recurse=False),
+        "state": _json_or_none(record.state),
+        "counters": {k: _iso(v) if k.endswith("_at") else v for k, v in counters.items()},
+    }
+
+
+def _inspect_text(found: dict[str, Any]) -> str:
+    """One ``name: JSON`` line a field; the last error's traceback, the dead letter's and
+    the history beneath them, indented."""
+    plain = {k: v for k, v in found.items() if k not in ("last_error", "dead_letter", "history")}
+    lines = [f"{k:>13}: {json.dumps(v, default=_encode)}" for k, v in plain.items()]
+    error: ErrorInfo | None = found.get("last_error")
+    if error is not None:
+        at = error.at.isoformat(timespec="seconds")
+        lines.append(f"{'last_error':>13}: {_short(error, 200)} (attempt {error.attempt}, {at})")
+        lines.append(_indented(error.traceback))
+    dead = found["dead_letter"]
+    if dead is not None:
+        shown = {k: v for k, v in dead.items() if k != "traceback"}
+        lines.append(f"{'dead_letter':>13}: {json.dumps(shown)}")
+        if dead["traceback"]:
+            lines.append(_indented(dead["traceback"]))
+    history = [_execution_row(run) for run in found["history"]]
+    lines.append(f"{'history':>13}:")
+    lines.append(_indented(_table(history, "(no history)")))
+    return "\n".join(lines)
 
 
 def _dead_letter(dead: DeadLetterRecord | None) -> dict[str, Any] | None:
@@ -290,7 +382,80 @@ def _dead_letter(dead: DeadLetterRecord | None) -> dict[str, Any] | None:
         "attempts": dead.attempts,
         "at": to_datetime(dead.at).isoformat(),
         "state": _json_or_none(dead.state),
+        "traceback": dead.traceback,
     }
+
+
+async def _history(app: DurableJobs, args: argparse.Namespace) -> Output:
+    runs = await app.client.history(args.instance_id, limit=args.limit)
+    return Output(runs, _table([_execution_row(run) for run in runs], "(no history)"))
+
+
+async def _dead_letters_list(app: DurableJobs, args: argparse.Namespace) -> Output:
+    page = await app.client.dead_letters(job=args.job, limit=args.limit, cursor=args.cursor)
+    runtime = await app.runtime()
+    output = _paged(page, [_dead_letter_row(d) for d in page.items], "(no dead letters)")
+    items = [_dead_letter_data(runtime.codec.converter.unstructure, d) for d in page.items]
+    return attrs.evolve(output, data={**output.data, "items": items})
+
+
+def _dead_letter_data(unstructure: Callable[[Any], Any], dead: DeadLetter) -> dict[str, Any]:
+    """The dead letter as JSON; its state as stored, whether the client decoded it
+    (an attrs object of its job's schema) or not (the stored JSON text)."""
+    state = json.loads(dead.state) if isinstance(dead.state, str) else unstructure(dead.state)
+    return {**attrs.asdict(dead, recurse=False), "state": state}
+
+
+async def _redrive(app: DurableJobs, args: argparse.Namespace) -> Output:
+    state = None
+    if args.state is not None:
+        try:
+            state = json.loads(args.state)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(f"invalid --state: not JSON ({exc}); nothing written") from exc
+    result = await app.client.redrive(args.instance_id, state=state)
+    if not result.redriven:
+        raise InvalidStateError(f"{args.instance_id}: no dead letter to redrive")
+    return Output(_result(args.instance_id, result), f"{args.instance_id}: redriven")
+
+
+async def _discard(app: DurableJobs, args: argparse.Namespace) -> Output:
+    if not await app.client.discard_dead_letter(args.instance_id):
+        raise InvalidStateError(f"{args.instance_id}: no dead letter to discard")
+    data = {"instance_id": args.instance_id, "discarded": True}
+    return Output(data, f"{args.instance_id}: dead letter discarded")
+
+
+async def _workers(app: DurableJobs, args: argparse.Namespace) -> Output:
+    workers = await app.client.workers()
+    return Output(workers, _table([_worker_row(w) for w in workers], "(no live workers)"))
+
+
+def _continuous(app: DurableJobs, instance_id: str, verb: str) -> tuple[Any, str]:
+    """The Continuous handle and id an instance id names; only those can ``verb``."""
+    kind, job, key = _split(instance_id)
+    if kind != "continuous":
+        raise InvalidStateError(
+            f"{instance_id} is a {kind} instance: only continuous instances can be {verb}"
+        )
+    return app.client.continuous(job), key
+
+
+async def _pause(app: DurableJobs, args: argparse.Namespace) -> Output:
+    handle, key = _continuous(app, args.instance_id, "paused")
+    result = await handle.pause(key)
+    if not result.paused:
+        await _not_done(app, args.instance_id, "already paused")
+    return Output(_result(args.instance_id, result), f"{args.instance_id}: paused")
+
+
+async def _resume(app: DurableJobs, args: argparse.Namespace) -> Output:
+    handle, key = _continuous(app, args.instance_id, "resumed")
+    result = await handle.resume(key)
+    if not result.resumed:
+        await _not_done(app, args.instance_id, "not paused")
+    at = _cell(result.next_run_at)
+    return Output(_result(args.instance_id, result), f"{args.instance_id}: resumed, next run {at}")
 
 
 async def _trigger(app: DurableJobs, args: argparse.Namespace) -> Output:
@@ -377,10 +542,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(
-        name: str, run: Command, help: str, *, instance: bool = False
+        name: str, run: Command, help: str, *, instance: bool = False, under: Any = commands
     ) -> argparse.ArgumentParser:
         """A subcommand taking APP (and INSTANCE_ID), --app, --storage, --json, --traceback."""
-        sub = commands.add_parser(
+        sub: argparse.ArgumentParser = under.add_parser(
             name, help=help, description=help, epilog=EPILOG, formatter_class=_Formatter
         )
         sub.add_argument("app_path", nargs="?", metavar="APP", help="module:attribute of the app")
@@ -416,24 +581,76 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--grace", type=float, default=float(_env("grace", 30.0)),
                         help="seconds running handlers get to finish when stopping")  # fmt: skip
 
-    listing = command("instances", _instances, "list instances with their status and next alarm")
+    listing = command("instances", _instances, "list instances: status, next alarm, last error")
     listing.add_argument("--job", default=_env("job"), help="only this job's")
     listing.add_argument("--kind", choices=KINDS, default=_env("kind"), help="only this kind's")
     listing.add_argument("--status", choices=STATUSES, default=_env("status"),
                          help="only instances with this status")  # fmt: skip
-    listing.add_argument("--limit", type=int, default=int(_env("limit", 1000)),
-                         help="at most this many instances")  # fmt: skip
+    _paging(listing)
 
     command(
-        "inspect", _inspect, "show an instance's state, counters and dead letter", instance=True
+        "inspect",
+        _inspect,
+        "show an instance: state, counters, last error, dead letter, latest runs",
+        instance=True,
     )
+    history = command("history", _history, "list an instance's latest runs, newest first",
+                      instance=True)  # fmt: skip
+    history.add_argument("--limit", type=_limit, default=_limit(_env("limit", "50")),
+                         help="at most this many runs")  # fmt: skip
     command("trigger", _trigger, "run an instance now (flush a debounce)", instance=True)
     terminate = command(
         "terminate", _terminate, "terminate an instance (clear a debounce)", instance=True
     )
     terminate.add_argument("--reason", default=_env("reason"), help="recorded with it")
+    command("pause", _pause, "pause a continuous instance, keeping its state", instance=True)
+    command("resume", _resume, "resume a paused continuous instance from now", instance=True)
     command("remove", _remove, "delete an instance of a job no longer registered", instance=True)
+    _dead_letter_commands(command, commands)
+    command("workers", _workers, "list the live workers and the jobs they serve")
     return parser
+
+
+def _dead_letter_commands(command: Callable[..., argparse.ArgumentParser], under: Any) -> None:
+    """``dead-letters list|redrive|discard``."""
+    about = "list, redrive or discard what instances that failed for good left"
+    summary = "list, redrive or discard dead letters"
+    group = under.add_parser(
+        "dead-letters", help=summary, description=about, formatter_class=_Formatter
+    )
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = command("list", _dead_letters_list, "list dead letters by instance id",
+                      under=actions)  # fmt: skip
+    listing.add_argument("--job", default=_env("job"), help="only this job's")
+    _paging(listing)
+    redrive = command(
+        "redrive",
+        _redrive,
+        "re-create an instance from its dead letter and run it now",
+        instance=True,
+        under=actions,
+    )
+    redrive.add_argument(
+        "--state", default=None, metavar="JSON", help="run it from this state instead (checked)"
+    )
+    command("discard", _discard, "delete an instance's dead letter", instance=True, under=actions)
+
+
+def _paging(listing: argparse.ArgumentParser) -> None:
+    listing.add_argument("--limit", type=_limit, default=_limit(_env("limit", "100")),
+                         help="at most this many")  # fmt: skip
+    listing.add_argument("--cursor", default=None, help="where the previous page ended")
+
+
+def _limit(text: str) -> int:
+    """A page size, as the client takes it."""
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 10_000:
+        raise argparse.ArgumentTypeError(f"invalid limit {text!r}: expected 1 to 10000")
+    return limit
 
 
 def _place_positionals(args: argparse.Namespace, extras: list[str]) -> None:
@@ -495,6 +712,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         output = asyncio.run(on(open_app(args)))
     except (DurableJobsError, AppLoadError) as exc:
         return _fail(args, exc)
+    except UsageError as exc:
+        args.command_parser.error(str(exc))
     _print(args, output)
     return 0
 

@@ -94,16 +94,17 @@ def test_instances_lists_with_status_and_next_alarm(env: dict[str, str]) -> None
     assert table.returncode == 0, table.stderr
     assert "INSTANCE_ID" in table.stdout
     assert "task:counter:a" in table.stdout
-    rows = json.loads(cli(env, "instances", "--json").stdout)
-    by_id = {r["instance_id"]: r for r in rows}
+    page = json.loads(cli(env, "instances", "--json").stdout)
+    assert page["next_cursor"] is None
+    by_id = {r["instance_id"]: r for r in page["items"]}
     assert by_id["task:counter:a"]["status"] == "active"
-    assert datetime.fromisoformat(by_id["task:counter:a"]["next_alarm"]).tzinfo is not None
+    assert datetime.fromisoformat(by_id["task:counter:a"]["next_alarm_at"]).tzinfo is not None
     assert by_id["task:counter:b"]["status"] == "idle"
 
 
 def test_instances_filters_by_status_from_an_environment_variable(env: dict[str, str]) -> None:
-    rows = json.loads(cli({**env, "DURABLE_JOBS_STATUS": "idle"}, "instances", "--json").stdout)
-    assert [r["instance_id"] for r in rows] == ["task:counter:b"]
+    page = json.loads(cli({**env, "DURABLE_JOBS_STATUS": "idle"}, "instances", "--json").stdout)
+    assert [r["instance_id"] for r in page["items"]] == ["task:counter:b"]
 
 
 def test_an_unknown_status_is_a_usage_error(capsys: pytest.CaptureFixture[str], url: str) -> None:
@@ -236,16 +237,21 @@ def test_help_documents_the_exit_codes_and_every_command(
     assert "exit status:" in out
     for line in ("0    done", "1    error", "2    usage", "130  the worker"):
         assert line in out
-    for command in ("worker", "instances", "inspect", "trigger", "terminate", "remove"):
+    for command in ("worker", "instances", "inspect", "history", "trigger", "terminate",
+                    "pause", "resume", "remove", "dead-letters", "workers"):  # fmt: skip
         assert f"    {command}" in out
 
 
-@pytest.mark.parametrize("command", ["worker", "instances", "inspect", "trigger", "terminate"])
+@pytest.mark.parametrize(
+    "command",
+    ["worker", "instances", "inspect", "history", "trigger", "terminate", "pause", "resume",
+     "workers", "dead-letters list", "dead-letters redrive", "dead-letters discard"],
+)  # fmt: skip
 def test_each_command_has_a_description_and_the_common_options(
     capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
     with pytest.raises(SystemExit):
-        main([command, "--help"])
+        main([*command.split(), "--help"])
     out = capsys.readouterr().out
     description = out.split("\n\n")[1]
     assert description.strip()
@@ -525,8 +531,8 @@ def orphan(url: str) -> str:
 def test_instances_of_unregistered_jobs_are_listed_and_inspected(
     capsys: pytest.CaptureFixture[str], url: str, orphan: str
 ) -> None:
-    rows = json_of(capsys, "instances", APP, "--storage", url)
-    by_id = {r["instance_id"]: r for r in rows}
+    page = json_of(capsys, "instances", APP, "--storage", url)
+    by_id = {r["instance_id"]: r for r in page["items"]}
     assert by_id[orphan]["status"] == "active"
     assert json_of(capsys, "inspect", APP, orphan, "--storage", url)["state"]["events"] == 1
 
