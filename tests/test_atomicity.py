@@ -1,8 +1,12 @@
 """Atomic commit (SEMANTICS 2): everything one handler call changes — state, counters,
 alarm, telemetry — commits together or not at all. A handler that raises commits none
-of its writes; only the failure bookkeeping (attempt, retry alarm, failure event)."""
+of its writes; only the failure bookkeeping (attempt, retry alarm, failure event) and
+the failure itself (``last_error`` and a history row, SEMANTICS 15)."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 import attrs
 import pytest
@@ -16,6 +20,7 @@ from durable_jobs import (
     DebounceEventContext,
     DebounceExecuteContext,
     DebounceStatus,
+    ErrorInfo,
     ExecutionError,
     Retry,
     Task,
@@ -24,7 +29,8 @@ from durable_jobs import (
     TaskStatus,
     every,
 )
-from durable_jobs.testing import create_test_runtime
+from durable_jobs.adapters.records import InstanceRecord
+from durable_jobs.testing import TestRuntime, create_test_runtime
 from tests.support import T0, later, types
 
 
@@ -42,6 +48,39 @@ class Deposit:
 RETRY = Retry(max_attempts=3, delay=Backoff.fixed("10 seconds"))
 
 
+async def stored(rt: TestRuntime, instance_id: str) -> InstanceRecord:
+    record = await rt.app.storage.read(instance_id)
+    assert record is not None
+    return record
+
+
+def written(before: InstanceRecord, after: InstanceRecord) -> dict[str, Any]:
+    """What a commit changed in a stored row: its columns, and its counters one by one
+    (``updated_at`` aside, which every commit moves)."""
+    changes = {
+        name: getattr(after, name)
+        for name in ("state", "alarm_at", "created_at")
+        if getattr(after, name) != getattr(before, name)
+    }
+    old, new = json.loads(before.meta), json.loads(after.meta)
+    changes.update({k: new.get(k) for k in old.keys() | new.keys() if old.get(k) != new.get(k)})
+    return changes
+
+
+async def assert_failure_kept(
+    rt: TestRuntime, instance_id: str, error: ErrorInfo | None, trigger: str, outcome: str
+) -> None:
+    """The failure is the instance's ``last_error`` and its one history row."""
+    assert error is not None
+    [row] = await rt.client.history(instance_id)
+    assert (row.trigger, row.outcome, row.attempt, row.error) == (
+        trigger,
+        outcome,
+        error.attempt,
+        error,
+    )
+
+
 async def test_a_failing_continuous_run_writes_only_the_attempt_and_retry_alarm() -> None:
     def execute(ctx: ContinuousContext[Account]) -> None:
         ctx.set_state(Account(999, ("half-done",)))
@@ -50,13 +89,30 @@ async def test_a_failing_continuous_run_writes_only_the_attempt_and_retry_alarm(
     job = Continuous(state=Account, schedule=every("1 hour"), execute=execute, retry=RETRY)
     rt = create_test_runtime({"j": job}, now=T0)
     await rt.client.continuous(job).start("a", Account(10))
+    before = await stored(rt, "continuous:j:a")
     await rt.advance(0)
 
     assert await rt.client.continuous(job).get_state("a") == Account(10)
     # run_count unchanged; the alarm is the retry's, not the schedule's.
-    assert await rt.client.continuous(job).status("a") == ContinuousStatus(
+    status = await rt.client.continuous(job).status("a")
+    assert attrs.evolve(status, last_error=None) == ContinuousStatus(
         "running", 0, later(seconds=10)
     )
+    error = status.last_error
+    assert error is not None
+    assert (error.type, error.message, error.at, error.attempt) == (
+        "RuntimeError",
+        "crashed after set_state",
+        T0,
+        1,
+    )
+    assert "in execute" in error.traceback  # the handler's own frame
+    assert written(before, await stored(rt, "continuous:j:a")) == {
+        "alarm_at": later(seconds=10).timestamp(),
+        "attempt": 2,
+        "last_error": attrs.asdict(error) | {"at": T0.timestamp()},
+    }
+    await assert_failure_kept(rt, "continuous:j:a", error, "alarm", "retrying")
     assert types(rt.events) == ["job.started", "job.failed"]
 
 
@@ -89,12 +145,23 @@ async def test_a_failing_on_event_leaves_an_existing_instance_exactly_as_it_was(
     rt = create_test_runtime({"j": job}, now=T0)
     await rt.client.task(job).send("a", Deposit(5))
     before_events = list(rt.events)
+    before = await stored(rt, "task:j:a")
 
     with pytest.raises(ExecutionError, match="overdraft"):
-        await rt.client.task(job).send("a", Deposit(-50))
+        await rt.client.task(job).send("a", Deposit(-50), idempotency_key="k")
     assert await rt.client.task(job).get_state("a") == TaskState(Account(5), later(hours=1))
-    assert await rt.client.task(job).status("a") == TaskStatus("active", later(hours=1), 1)
-    assert rt.events == before_events
+    status = await rt.client.task(job).status("a")
+    assert attrs.evolve(status, last_error=None) == TaskStatus("active", later(hours=1), 1)
+    assert status.last_error is not None
+    assert (status.last_error.type, status.last_error.message) == ("ValueError", "overdraft")
+    # Of the call, only its failure is kept: no state, schedule or event count.
+    assert list(written(before, await stored(rt, "task:j:a"))) == ["last_error"]
+    await assert_failure_kept(rt, "task:j:a", status.last_error, "send", "failed")
+    assert types(rt.events[len(before_events) :]) == ["job.failed"]
+    assert rt.events[: len(before_events)] == before_events
+    # The failed event's idempotency key is not spent: the event may be sent again.
+    await rt.client.task(job).send("a", Deposit(1), idempotency_key="k")
+    assert await rt.client.task(job).get_state("a") == TaskState(Account(6), later(hours=1))
 
 
 async def test_a_failing_task_execute_writes_only_the_retry_not_its_own_schedule() -> None:
@@ -138,12 +205,22 @@ async def test_a_failing_flush_keeps_the_whole_batch_for_the_retry() -> None:
     rt = create_test_runtime({"j": job}, now=T0)
     await rt.client.debounce(job).add("a", Deposit(1))
     await rt.client.debounce(job).add("a", Deposit(2))
+    before = await stored(rt, "debounce:j:a")
     await rt.advance("5 seconds")
 
     assert await rt.client.debounce(job).get_state("a") == Account(3, ("+", "+"))
-    assert await rt.client.debounce(job).status("a") == DebounceStatus(
+    status = await rt.client.debounce(job).status("a")
+    assert attrs.evolve(status, last_error=None) == DebounceStatus(
         "debouncing", 2, later(seconds=15)
     )
+    assert status.last_error is not None
+    assert (status.last_error.type, status.last_error.at) == ("ConnectionError", later(seconds=5))
+    assert sorted(written(before, await stored(rt, "debounce:j:a"))) == [
+        "alarm_at",
+        "attempt",
+        "last_error",
+    ]
+    await assert_failure_kept(rt, "debounce:j:a", status.last_error, "alarm", "retrying")
     assert "debounce.flushed" not in types(rt.events)
 
 
@@ -158,13 +235,19 @@ async def test_a_failing_debounce_reducer_adds_nothing_to_the_batch() -> None:
     )
     rt = create_test_runtime({"j": job}, now=T0)
     await rt.client.debounce(job).add("a", Deposit(1))
+    before = await stored(rt, "debounce:j:a")
     with pytest.raises(ExecutionError, match="negative deposit") as caught:
         await rt.client.debounce(job).add("a", Deposit(-1))
     assert isinstance(caught.value.__cause__, ValueError)
-    assert await rt.client.debounce(job).status("a") == DebounceStatus(
+    status = await rt.client.debounce(job).status("a")
+    assert attrs.evolve(status, last_error=None) == DebounceStatus(
         "debouncing", 1, later(seconds=5)
     )
+    assert status.last_error is not None
+    assert status.last_error.message == "negative deposit"
     assert await rt.client.debounce(job).get_state("a") == Account(1)
+    assert list(written(before, await stored(rt, "debounce:j:a"))) == ["last_error"]
+    await assert_failure_kept(rt, "debounce:j:a", status.last_error, "add", "failed")
 
 
 async def test_terminate_after_writes_deletes_rather_than_storing_them() -> None:

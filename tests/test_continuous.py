@@ -272,17 +272,31 @@ async def test_a_failed_run_without_retry_policy_keeps_the_schedule_and_the_stat
 
     await rt.advance(0)
     assert await handle.get_state("x") == Tokens("", "r")
-    assert await handle.status("x") == ContinuousStatus("running", 1, later(minutes=10))
+    status = await handle.status("x")
+    assert attrs.evolve(status, last_error=None) == ContinuousStatus(
+        "running", 1, later(minutes=10)
+    )
+    error = status.last_error
+    assert error is not None
+    assert (error.type, error.message, error.at, error.attempt) == (
+        "RuntimeError",
+        "upstream down",
+        T0,
+        1,
+    )
     [failed] = of_type(rt.events, "job.failed")
-    assert (failed.error, failed.attempt, failed.will_retry) == (
+    assert (failed.error, failed.attempt, failed.will_retry, failed.outcome) == (
         "RuntimeError: upstream down",
         1,
         False,
+        "failed",
     )
 
     await rt.advance("10 minutes")
     assert await handle.get_state("x") == Tokens("run-2", "r")
     assert await rt.client.dead_letter("continuous:job:x") is None
+    # A later success keeps the latest failure on the instance.
+    assert (await handle.status("x")).last_error == error
 
 
 @pytest.mark.parametrize("style", ["async", "sync"])

@@ -47,8 +47,21 @@ def common(event: JobEvent) -> tuple[str, str, str, str, Any]:
     return (event.type, event.instance_id, event.job_name, event.job_type, event.at)
 
 
+TIMED = ("job.executed", "job.failed")
+
+
 def fields(event: JobEvent) -> dict[str, Any]:
-    return dict(event.data)
+    """The event's own fields, but for the handler's ``duration_ms``, which varies: it
+    must be on the events of a handler call, a non-negative number, and only there."""
+    data = dict(event.data)
+    duration = data.pop("duration_ms", None)
+    if event.type in TIMED:
+        assert isinstance(duration, int | float)
+        assert not isinstance(duration, bool)
+        assert duration >= 0
+    else:
+        assert duration is None, event
+    return data
 
 
 async def test_continuous_events_carry_their_fields_in_order() -> None:
@@ -85,6 +98,7 @@ async def test_continuous_events_carry_their_fields_in_order() -> None:
             "attempt": 1,
             "will_retry": True,
             "retry_at": later(minutes=11).isoformat(),
+            "outcome": "retrying",
         },
         {"run_count": 2, "attempt": 2},
         {"reason": "enough"},
@@ -308,6 +322,9 @@ async def test_the_tracker_posts_committed_events_in_batches_and_in_order(
         ("job.started", "task:p:c"),
         ("job.terminated", "task:p:a"),
     ]
+    ids = [e.pop("id") for e in sent]  # places in the event log, in commit order
+    assert all(type(i) is int for i in ids)
+    assert ids == sorted(set(ids))
     assert sent[3] == {
         "type": "job.terminated",
         "instance_id": "task:p:a",

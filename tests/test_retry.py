@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import attrs
 import pytest
@@ -18,6 +19,7 @@ from durable_jobs import (
     Debounce,
     DebounceExecuteContext,
     DebounceStatus,
+    ErrorInfo,
     Retry,
     Task,
     TaskContext,
@@ -30,6 +32,17 @@ from tests.support import T0, later, of_type, types
 
 def seconds(values: list[timedelta]) -> list[float]:
     return [v.total_seconds() for v in values]
+
+
+Status = TypeVar("Status", ContinuousStatus, DebounceStatus, TaskStatus)
+
+
+def split(status: Status) -> tuple[Status, tuple[str, str, datetime, int] | None]:
+    """A status without its ``last_error``, and that error's type, message, time and
+    attempt (its traceback is checked where it matters)."""
+    error: ErrorInfo | None = status.last_error
+    brief = None if error is None else (error.type, error.message, error.at, error.attempt)
+    return attrs.evolve(status, last_error=None), brief
 
 
 # -- formulas ---------------------------------------------------------------------------
@@ -122,10 +135,16 @@ async def test_a_failed_run_is_retried_by_an_alarm_at_now_plus_backoff() -> None
     await handle.start("u1", Tokens("", "rt"))
 
     await rt.advance(0)
-    assert await handle.status("u1") == ContinuousStatus("running", 0, later(seconds=1))
+    assert split(await handle.status("u1")) == (
+        ContinuousStatus("running", 0, later(seconds=1)),
+        ("ConnectionError", "attempt 1 failed", T0, 1),
+    )
     assert await handle.get_state("u1") == Tokens("", "rt")  # the failed try wrote nothing
     await rt.advance("1 second")
-    assert await handle.status("u1") == ContinuousStatus("running", 0, later(seconds=3))
+    assert split(await handle.status("u1")) == (
+        ContinuousStatus("running", 0, later(seconds=3)),
+        ("ConnectionError", "attempt 2 failed", later(seconds=1), 2),
+    )
     await rt.advance("2 seconds")
 
     assert tries == [
@@ -135,7 +154,17 @@ async def test_a_failed_run_is_retried_by_an_alarm_at_now_plus_backoff() -> None
     ]
     assert await handle.get_state("u1") == Tokens("token-1-3", "rt")
     # Success resets the attempt; the schedule keeps its grid from the first due time.
-    assert await handle.status("u1") == ContinuousStatus("running", 1, later(minutes=30))
+    # The latest failure stays on the instance.
+    assert split(await handle.status("u1")) == (
+        ContinuousStatus("running", 1, later(minutes=30)),
+        ("ConnectionError", "attempt 2 failed", later(seconds=1), 2),
+    )
+    history = await rt.client.history("continuous:token_refresher:u1")
+    assert [(run.outcome, run.attempt, run.started_at) for run in history] == [
+        ("ok", 3, later(seconds=3)),
+        ("retrying", 2, later(seconds=1)),
+        ("retrying", 1, T0),
+    ]
     await rt.advance("30 minutes")
     assert tries[3] == (later(minutes=30), 2, 1, False)
 
@@ -186,12 +215,18 @@ async def test_exhausted_retries_terminate_the_instance_and_keep_a_dead_letter()
         "ConnectionError: attempt 3 failed",
         later(seconds=3),
     )
-    assert await rt.client.dead_letter("continuous:token_refresher:u1") == DeadLetter(
+    letter = await rt.client.dead_letter("continuous:token_refresher:u1")
+    assert letter is not None
+    assert "in refresh" in letter.traceback  # the handler's frame
+    assert letter.traceback.endswith("ConnectionError: attempt 3 failed\n")
+    assert attrs.evolve(letter, traceback="") == DeadLetter(
         "continuous:token_refresher:u1",
         Tokens("last-good", "rt"),
         "ConnectionError: attempt 3 failed",
         3,
         later(seconds=3),
+        job_name="token_refresher",
+        kind="continuous",
     )
 
 
@@ -259,7 +294,10 @@ async def test_a_failed_flush_is_retried_with_the_same_batch_and_reason() -> Non
     handle = rt.client.debounce(job)
     await handle.add("c", Hit(1))
     await rt.advance("5 seconds")
-    assert await handle.status("c") == DebounceStatus("debouncing", 1, later(seconds=15))
+    assert split(await handle.status("c")) == (
+        DebounceStatus("debouncing", 1, later(seconds=15)),
+        ("ConnectionError", "webhook endpoint down", later(seconds=5), 1),
+    )
     await rt.advance("1 minute")
 
     assert tries == [
@@ -267,7 +305,10 @@ async def test_a_failed_flush_is_retried_with_the_same_batch_and_reason() -> Non
         (later(seconds=15), Hit(1), 1, "flush_after", 2, True),
         (later(seconds=30), Hit(1), 1, "flush_after", 3, True),
     ]
-    assert await handle.status("c") == DebounceStatus("idle", 0, None)
+    assert split(await handle.status("c")) == (
+        DebounceStatus("idle", 0, None),
+        ("ConnectionError", "webhook endpoint down", later(seconds=15), 2),
+    )
 
 
 async def test_a_flush_that_fails_for_good_leaves_a_dead_letter_with_the_batch() -> None:
@@ -280,8 +321,17 @@ async def test_a_flush_that_fails_for_good_leaves_a_dead_letter_with_the_batch()
     await rt.advance("5 seconds")
 
     assert await rt.client.debounce(job).status("c") == DebounceStatus("not_found")
-    assert await rt.client.dead_letter("debounce:hits:c") == DeadLetter(
-        "debounce:hits:c", Hit(7), "ValueError: rejected", 1, later(seconds=5)
+    letter = await rt.client.dead_letter("debounce:hits:c")
+    assert letter is not None
+    assert "in send" in letter.traceback
+    assert attrs.evolve(letter, traceback="") == DeadLetter(
+        "debounce:hits:c",
+        Hit(7),
+        "ValueError: rejected",
+        1,
+        later(seconds=5),
+        job_name="hits",
+        kind="debounce",
     )
     assert types(rt.events)[-2:] == ["job.failed", "job.retry_exhausted"]
 
@@ -313,8 +363,9 @@ async def test_a_failed_task_execute_is_retried_then_dead_lettered() -> None:
     rt = create_test_runtime({"t": job}, now=T0)
     await rt.client.task(job).send("a", Go())
     await rt.advance("1 minute")
-    assert await rt.client.task(job).status("a") == TaskStatus(
-        "active", later(minutes=1, seconds=20), 1
+    assert split(await rt.client.task(job).status("a")) == (
+        TaskStatus("active", later(minutes=1, seconds=20), 1),
+        ("RuntimeError", "still broken", later(minutes=1), 1),
     )
     await rt.advance("1 hour")
 
@@ -344,7 +395,13 @@ async def test_a_task_with_on_error_gets_the_error_once_retries_run_out() -> Non
     await rt.advance("1 hour")
     assert errors == ["ZeroDivisionError"]
     # Decision of the code: on_error handled it, so the instance lives and no dead letter.
-    assert await rt.client.task(job).status("a") == TaskStatus("idle", None, 1)
+    # The failure it handled is still the instance's latest.
+    assert split(await rt.client.task(job).status("a")) == (
+        TaskStatus("idle", None, 1),
+        ("ZeroDivisionError", "division by zero", later(minutes=1, seconds=1), 2),
+    )
+    history = await rt.client.history("task:t:a")
+    assert [(run.outcome, run.attempt) for run in history] == [("failed", 2), ("retrying", 1)]
     assert await rt.client.dead_letter("task:t:a") is None
     assert "job.retry_exhausted" not in types(rt.events)
 

@@ -348,7 +348,16 @@ async def test_on_error_handles_a_failed_execute_and_the_instance_lives_on() -> 
     await rt.client.task(job).send("a", OrderPlaced("a"))
     await rt.advance("1 minute")
     assert seen == ["carrier API"]
-    assert await rt.client.task(job).status("a") == TaskStatus("active", later(minutes=11), 1)
+    status = await rt.client.task(job).status("a")
+    assert attrs.evolve(status, last_error=None) == TaskStatus("active", later(minutes=11), 1)
+    assert status.last_error is not None
+    assert (status.last_error.type, status.last_error.message, status.last_error.at) == (
+        "TimeoutError",
+        "carrier API",
+        later(minutes=1),
+    )
+    [run] = await rt.client.history("task:j:a")
+    assert (run.outcome, run.error) == ("failed", status.last_error)
     assert await rt.client.dead_letter("task:j:a") is None
 
 
