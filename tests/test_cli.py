@@ -119,7 +119,7 @@ def test_inspect_prints_state_as_json_and_times_in_iso_8601(
     assert shown["state"] == {"events": 1, "executed": 0}
     assert shown["counters"]["event_count"] == 1
     assert shown["dead_letter"] is None
-    for field in ("created_at", "updated_at", "next_alarm"):
+    for field in ("created_at", "updated_at", "next_alarm_at"):
         assert datetime.fromisoformat(shown[field]).tzinfo is not None
         assert "T" in shown[field]
     code, text, _ = run(capsys, "inspect", APP, "task:counter:a", "--storage", url)
@@ -135,8 +135,10 @@ async def _dead_letter(url: str, instance_id: str) -> None:
         claim = await runtime.storage.claim(instance_id, "test", now, now + 30)
         assert claim is not None
         dead = DeadLetterRecord(
-            instance_id=instance_id, job_name="counter", state='{"events": 2, "executed": 0}',
-            error="ValueError: boom", attempts=3, at=now,
+            instance_id=instance_id, job_name="counter", kind="task",
+            state='{"events": 2, "executed": 0}', meta=None, error="ValueError: boom",
+            traceback="Traceback (most recent call last):\nValueError: boom\n",
+            attempts=3, at=now,
         )  # fmt: skip
         assert await runtime.storage.commit(Commit(claim=claim, dead_letter=dead))
     finally:
@@ -285,7 +287,7 @@ def test_version_is_the_installed_distributions(capsys: pytest.CaptureFixture[st
 def test_every_command_takes_the_app_as_its_first_positional(
     capsys: pytest.CaptureFixture[str], url: str
 ) -> None:
-    rows = json_of(capsys, "instances", APP, "--storage", url)
+    rows = json_of(capsys, "instances", APP, "--storage", url)["items"]
     assert {r["instance_id"] for r in rows} == {"task:counter:a", "task:counter:b"}
     shown = json_of(capsys, "inspect", APP, "task:counter:a", "--storage", url)
     assert shown["instance_id"] == "task:counter:a"
@@ -306,7 +308,7 @@ def test_one_positional_is_the_instance_id_with_the_app_from_the_option_or_envir
     monkeypatch.setenv("DURABLE_JOBS_APP", APP)
     shown = json_of(capsys, "inspect", "task:counter:b", "--storage", url)
     assert shown["instance_id"] == "task:counter:b"
-    rows = json_of(capsys, "instances", "--storage", url)
+    rows = json_of(capsys, "instances", "--storage", url)["items"]
     assert len(rows) == 2
 
 
@@ -399,8 +401,8 @@ def test_with_json_an_app_that_cannot_load_is_a_json_error(
 
 def test_storage_flag_beats_the_environment(env: dict[str, str], url: str, tmp_path: Path) -> None:
     elsewhere = {**env, "DURABLE_JOBS_STORAGE": f"sqlite:///{tmp_path / 'empty.db'}"}
-    assert json.loads(cli(elsewhere, "instances", "--json").stdout) == []
-    rows = json.loads(cli(elsewhere, "instances", "--json", "--storage", url).stdout)
+    assert json.loads(cli(elsewhere, "instances", "--json").stdout)["items"] == []
+    rows = json.loads(cli(elsewhere, "instances", "--json", "--storage", url).stdout)["items"]
     assert len(rows) == 2
 
 
