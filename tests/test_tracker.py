@@ -36,14 +36,21 @@ async def nothing(ctx: TaskContext[Hits]) -> None:
 hits = Task(state=Hits, event=Hit, on_event=on_hit, execute=nothing)
 
 
+collected: list[list[dict[str, str]]] = []  # the headers of the collector's requests
+
+
 @pytest.fixture
 def collector() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     received: list[dict[str, Any]] = []
+    headers: list[dict[str, str]] = []
+    collected.clear()
+    collected.append(headers)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             received.append(json.loads(body))
+            headers.append(dict(self.headers))
             self.send_response(204)
             self.end_headers()
 
@@ -89,3 +96,26 @@ async def test_an_unreachable_endpoint_keeps_events_for_later() -> None:
 def test_a_non_http_endpoint_is_refused() -> None:
     with pytest.raises(ValueError, match="http"):
         HttpTracker("file:///etc/passwd")
+
+
+async def test_a_tracker_ships_what_another_process_committed_with_its_headers(
+    collector: tuple[str, list[dict[str, Any]]], tmp_path: Any
+) -> None:
+    url, bodies = collector
+    storage = f"sqlite:///{tmp_path / 'jobs.db'}"
+    service = create_durable_jobs({"hits": hits}, storage=storage)  # no tracker: a web app
+    worker = create_durable_jobs(
+        {"hits": hits},
+        storage=storage,
+        tracker=HttpTracker(url, headers={"Authorization": "Bearer s3cret"}),
+    )
+    await service.client.task(hits).send("a", Hit())
+    assert worker.tracker is not None
+    assert await worker.tracker.ship(worker.storage) == 2
+    assert [e["type"] for e in bodies[0]["events"]] == ["job.started", "task.scheduled"]
+    assert collected[0][0]["Authorization"] == "Bearer s3cret"
+    assert await worker.tracker.ship(worker.storage) == 0  # its position is in the store
+    again = HttpTracker(url)  # another process's tracker starts from there too
+    assert await again.ship(worker.storage) == 0
+    await service.aclose()
+    await worker.aclose()
