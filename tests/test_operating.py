@@ -7,13 +7,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import attrs
 import pytest
 
 from durable_jobs import (
     Backoff,
     Continuous,
-    ContinuousContext,
     Debounce,
     DebounceExecuteContext,
     InstanceInfo,
@@ -21,54 +19,23 @@ from durable_jobs import (
     JobNotFoundError,
     Retry,
     Task,
-    TaskContext,
     ValidationError,
     every,
 )
 from durable_jobs.runtime.app import DurableJobs
 from durable_jobs.runtime.clock import FakeClock
 from durable_jobs.testing import TestRuntime
+from tests.apps.operating import (
+    Count,
+    Order,
+    Pay,
+    Upstream,
+    count_run,
+    fail_always,
+    on_pay,
+    settle,
+)
 from tests.support import T0, later
-
-
-@attrs.define
-class Count:
-    n: int = 0
-
-
-@attrs.define
-class Order:
-    total: int = 0
-
-
-@attrs.define
-class Pay:
-    amount: int
-
-
-class Upstream(Exception):
-    pass
-
-
-def fail_always(ctx: ContinuousContext[Count]) -> None:
-    raise Upstream(f"upstream down on run {ctx.run_count}")
-
-
-def count_run(ctx: ContinuousContext[Count]) -> None:
-    ctx.set_state(Count(ctx.state.n + 1))
-
-
-def on_pay(event: Pay, ctx: TaskContext[Order]) -> None:
-    if event.amount < 0:
-        raise ValueError("refunds are not payments")
-    total = ctx.state.total if ctx.state is not None else 0
-    ctx.set_state(Order(total + event.amount))
-    ctx.schedule("5 minutes")
-
-
-def settle(ctx: TaskContext[Order]) -> None:
-    if ctx.state.total > 100:
-        raise Upstream(f"cannot settle {ctx.state.total}")
 
 
 def flush_batch(ctx: DebounceExecuteContext[Pay]) -> None:

@@ -10,7 +10,6 @@ from typing import (
     Concatenate,
     Generic,
     ParamSpec,
-    Protocol,
     TypeVar,
     cast,
     overload,
@@ -258,8 +257,7 @@ class JobsClient:
         handler = runtime.handlers[self._runtimes.job_name(job, kind)]
         state_json = None if state is None else handler.check_state(state)[1]
         target = handler.target(key, trigger="redrive", dead_letter=True)
-        redrive = cast(_Redrives, handler).redrive
-        return await runtime.run(target, lambda draft: redrive(draft, state_json))
+        return await runtime.run(target, lambda draft: handler.redrive(draft, state_json))
 
     async def discard_dead_letter(self, instance_id: str) -> bool:
         """Delete an instance's dead letter; whether there was one."""
@@ -305,10 +303,6 @@ class JobsClient:
     async def workers(self) -> list[WorkerInfo]:
         """The workers that refreshed their registration within the last three leases."""
         return [listing.worker_info(w) for w in await self._runtimes.live_workers()]
-
-
-class _Redrives(Protocol):
-    async def redrive(self, draft: Draft[Any], state_json: str | None) -> RedriveResult: ...
 
 
 def _limit(limit: object) -> int:

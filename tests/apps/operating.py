@@ -51,6 +51,8 @@ def count_run(ctx: ContinuousContext[Count]) -> None:
 
 
 def on_pay(event: Pay, ctx: TaskContext[Order]) -> None:
+    if event.amount < 0:
+        raise ValueError("refunds are not payments")
     total = ctx.state.total if ctx.state is not None else 0
     ctx.set_state(Order(total + event.amount))
     ctx.schedule("5 minutes")

@@ -22,7 +22,7 @@ from ..counters import Counters, load_counters
 from ..draft import Draft
 from ..failures import describe, failure
 from ..jsonfast import dumps, loads
-from ..results import TerminateResult, TriggerResult
+from ..results import RedriveResult, TerminateResult, TriggerResult
 from ..shell import Target
 from ..threads import HandlerThreads, outlive
 
@@ -233,27 +233,27 @@ class KindHandler:
             exc_info=error,
         )
 
-    def take_dead_letter(self, draft: Draft[Any]) -> DeadLetterRecord | None:
-        """The dead letter a redrive re-creates the instance from; the commit deletes it."""
+    async def redrive(self, draft: Draft[Any], state_json: str | None) -> RedriveResult:
+        """Re-create the instance from its dead letter, with ``state_json`` if given, and
+        run ``execute`` now (a Debounce flushes the saved batch); the commit deletes the
+        dead letter. ``redriven`` is False when there is none."""
         dead = draft.found_dead_letter
         if dead is None:
-            return None
+            return RedriveResult(False, draft.instance_id)
         if draft.exists:
             raise InvalidStateError(
                 f"{draft.instance_id} was started again since it was dead-lettered; "
                 "terminate it before redriving its dead letter"
             )
         draft.redriven = True
-        return dead
+        draft.create(self.revive(_saved_counters(dead), draft.now))
+        draft.update(state=state_json if state_json is not None else dead.state)
+        await self.execute(draft)
+        return RedriveResult(True, draft.instance_id)
 
-    @staticmethod
-    def dead_counters(dead: DeadLetterRecord) -> dict[str, Any]:
-        """What a dead letter's counters said, as far as they can be read."""
-        try:
-            saved = loads(dead.meta) if dead.meta else {}
-        except ValueError:
-            return {}
-        return saved if isinstance(saved, dict) else {}
+    def revive(self, saved: dict[str, Any], now: float) -> Counters:
+        """Fresh counters of a redriven instance, keeping what ``saved`` counted."""
+        raise NotImplementedError
 
     async def poisoned(self, draft: Draft[Any], error: BaseException, recoveries: int) -> None:
         """Dead-letter an alarm whose activations keep dying (SEMANTICS 14). Reads
@@ -269,6 +269,20 @@ class KindHandler:
         duration_ms = self.ran(draft, "ok", attempt, started)
         draft.emit("job.executed", attempt=attempt, duration_ms=duration_ms, **fields)
         self.log.debug("job.executed", instance_id=draft.instance_id, attempt=attempt, **fields)
+
+
+def _saved_counters(dead: DeadLetterRecord) -> dict[str, Any]:
+    """What a dead letter's counters said, as far as they can be read."""
+    try:
+        saved = loads(dead.meta) if dead.meta else {}
+    except ValueError:
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
+def count_of(saved: dict[str, Any], name: str) -> int:
+    value = saved.get(name)
+    return value if type(value) is int else 0
 
 
 def datetime_or_none(seconds: float | None) -> datetime | None:

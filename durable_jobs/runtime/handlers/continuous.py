@@ -11,8 +11,8 @@ from ..clock import to_datetime
 from ..counters import ContinuousCounters
 from ..draft import Draft
 from ..failures import error_info
-from ..results import ContinuousStatus, PauseResult, RedriveResult, ResumeResult, StartResult
-from .base import KindHandler, datetime_or_none
+from ..results import ContinuousStatus, PauseResult, ResumeResult, StartResult
+from .base import KindHandler, count_of, datetime_or_none
 
 
 class ContinuousHandler(KindHandler):
@@ -95,19 +95,8 @@ class ContinuousHandler(KindHandler):
         draft.emit("job.resumed", next_run_at=to_datetime(next_run).isoformat())
         return ResumeResult(True, to_datetime(next_run))
 
-    async def redrive(
-        self, draft: Draft[ContinuousCounters], state_json: str | None
-    ) -> RedriveResult:
-        """Start the instance again from its dead letter (or ``state_json``) and run it."""
-        dead = self.take_dead_letter(draft)
-        if dead is None:
-            return RedriveResult(False, draft.instance_id)
-        saved = self.dead_counters(dead)
-        run_count = saved.get("run_count", 0) if isinstance(saved.get("run_count"), int) else 0
-        draft.create(ContinuousCounters(run_count=run_count, attempt=1, due_at=draft.now))
-        draft.update(state=state_json if state_json is not None else dead.state)
-        await self.execute(draft)
-        return RedriveResult(True, draft.instance_id)
+    def revive(self, saved: dict[str, Any], now: float) -> ContinuousCounters:
+        return ContinuousCounters(run_count=count_of(saved, "run_count"), attempt=1, due_at=now)
 
     def status(self, record: InstanceRecord | None) -> ContinuousStatus:
         if record is None:

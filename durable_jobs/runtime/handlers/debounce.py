@@ -13,8 +13,8 @@ from ..codec import MAX_PAYLOAD_BYTES, PayloadTooLarge
 from ..counters import DebounceCounters
 from ..draft import Draft
 from ..failures import error_info
-from ..results import AddResult, ClearResult, DebounceStatus, FlushResult, RedriveResult
-from .base import KindHandler, datetime_or_none
+from ..results import AddResult, ClearResult, DebounceStatus, FlushResult
+from .base import KindHandler, count_of, datetime_or_none
 
 _IDLE: dict[str, Any] = {"event_count": 0, "attempt": 1, "started_at": None, "flush_reason": None}
 
@@ -95,26 +95,14 @@ class DebounceHandler(KindHandler):
             return
         await self.execute(draft)
 
-    async def redrive(
-        self, draft: Draft[DebounceCounters], state_json: str | None
-    ) -> RedriveResult:
-        """Flush the batch saved in the instance's dead letter (or ``state_json``) now."""
-        dead = self.take_dead_letter(draft)
-        if dead is None:
-            return RedriveResult(False, draft.instance_id)
-        saved = self.dead_counters(dead)
-        count, started = saved.get("event_count"), saved.get("started_at")
-        draft.create(
-            DebounceCounters(
-                event_count=count if isinstance(count, int) else 0,
-                attempt=1,
-                started_at=started if isinstance(started, int | float) else draft.now,
-                flush_reason="manual",  # an operator's flush
-            )
+    def revive(self, saved: dict[str, Any], now: float) -> DebounceCounters:
+        started = saved.get("started_at")
+        return DebounceCounters(
+            event_count=count_of(saved, "event_count"),
+            attempt=1,
+            started_at=started if isinstance(started, int | float) else now,
+            flush_reason="manual",  # an operator's flush
         )
-        draft.update(state=state_json if state_json is not None else dead.state)
-        await self.execute(draft)
-        return RedriveResult(True, draft.instance_id)
 
     async def execute(self, draft: Draft[DebounceCounters]) -> bool:
         counters = draft.counters

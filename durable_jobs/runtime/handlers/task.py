@@ -16,8 +16,8 @@ from ..clock import to_datetime
 from ..counters import TaskCounters
 from ..draft import Draft
 from ..failures import error_info
-from ..results import RedriveResult, SendResult, TaskState, TaskStatus
-from .base import KindHandler, datetime_or_none
+from ..results import SendResult, TaskState, TaskStatus
+from .base import KindHandler, count_of, datetime_or_none
 
 # Epoch seconds before this (2001-09-09) are almost surely a duration passed by mistake.
 _EARLIEST_EPOCH = 1_000_000_000
@@ -146,23 +146,12 @@ class TaskHandler(KindHandler):
                 draft.update(attempt=1)
                 await self._on_error(draft, error)
 
-    async def redrive(self, draft: Draft[TaskCounters], state_json: str | None) -> RedriveResult:
-        """Run ``execute`` now on the state saved in the dead letter (or ``state_json``)."""
-        dead = self.take_dead_letter(draft)
-        if dead is None:
-            return RedriveResult(False, draft.instance_id)
-        saved = self.dead_counters(dead)
-        events, runs = saved.get("event_count"), saved.get("execute_count")
-        draft.create(
-            TaskCounters(
-                event_count=events if isinstance(events, int) else 0,
-                execute_count=runs if isinstance(runs, int) else 0,
-                attempt=1,
-            )
+    def revive(self, saved: dict[str, Any], now: float) -> TaskCounters:
+        return TaskCounters(
+            event_count=count_of(saved, "event_count"),
+            execute_count=count_of(saved, "execute_count"),
+            attempt=1,
         )
-        draft.update(state=state_json if state_json is not None else dead.state)
-        await self.execute(draft)
-        return RedriveResult(True, draft.instance_id)
 
     async def _on_error(self, draft: Draft[TaskCounters], error: Exception) -> None:
         ctx = self._context(draft)
