@@ -49,7 +49,7 @@ class MemoryStore:
         self._alarms: list[tuple[float, str]] = []
         self._keys: dict[str, set[str]] = {}
         self._dead: dict[str, DeadLetterRecord] = {}
-        self._history: dict[str, deque[HistoryRecord]] = {}
+        self._history: dict[str, deque[tuple[int, HistoryRecord]]] = {}
         self._history_ids = itertools.count(1)
         self._events: deque[tuple[int, float, str]] = deque()
         self._event_ids = itertools.count(1)
@@ -148,7 +148,7 @@ class MemoryStore:
             self._history.pop(instance_id, None)
         if commit.history:
             rows = self._history.setdefault(instance_id, deque())
-            rows.extend(attrs.evolve(row, id=next(self._history_ids)) for row in commit.history)
+            rows.extend((next(self._history_ids), row) for row in commit.history)
             while commit.history_limit is not None and len(rows) > commit.history_limit:
                 rows.popleft()
 
@@ -181,7 +181,9 @@ class MemoryStore:
         with self._lock:
             rows = list(self._history.get(instance_id, ()))
         rows.reverse()
-        return [r for r in rows if before is None or r.id < before][:limit]
+        return [
+            attrs.evolve(row, id=i) for i, row in rows if before is None or i < before
+        ][:limit]
 
     async def read_dead_letter(self, instance_id: str) -> DeadLetterRecord | None:
         return self._dead.get(instance_id)

@@ -66,18 +66,28 @@ class JobEvent:
         return self.to_dict()[name]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            **({} if self.id is None else {"id": self.id}),
+        fields: dict[str, Any] = {} if self.id is None else {"id": self.id}
+        fields["type"] = self.type
+        fields["instance_id"] = self.instance_id
+        fields["job_name"] = self.job_name
+        fields["job_type"] = self.job_type
+        fields["at"] = self.at.isoformat()
+        fields.update(self.data)
+        return fields
+
+    def to_json(self) -> str:
+        """As the event log stores it: without ``id``, which the log gives."""
+        data = self.data
+        fields: dict[str, Any] = {
             "type": self.type,
             "instance_id": self.instance_id,
             "job_name": self.job_name,
             "job_type": self.job_type,
             "at": self.at.isoformat(),
-            **self.data,
         }
-
-    def to_json(self) -> str:
-        return _dumps(self.to_dict())
+        if data:
+            fields.update(data)
+        return _dumps(fields)
 
     @classmethod
     def from_json(cls, text: str, id: int | None = None) -> JobEvent:

@@ -7,6 +7,7 @@ on the application object that makes them.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 import weakref
@@ -66,6 +67,7 @@ class Runtimes:
         )
         self._lock = threading.Lock()
         self._opened = False
+        self._opening: concurrent.futures.Future[None] | None = None
         self._served: tuple[float, frozenset[str]] | None = None
         self.tracing: Tracing | None = None
         self.on_delivery: list[Callable[[str, float], None]] = []
@@ -97,10 +99,25 @@ class Runtimes:
         return runtime
 
     async def open(self) -> None:
-        """Open the store, once: its schema is then up to date."""
-        if not self._opened:
+        """Open the store, once: its schema is then up to date. Calls made while it
+        opens, from any loop, wait for that one opening."""
+        if self._opened:
+            return
+        with self._lock:
+            opening, mine = self._opening, self._opening is None
+            if opening is None:
+                opening = self._opening = concurrent.futures.Future()
+        if not mine:
+            await asyncio.wrap_future(opening)
+            return
+        try:
             await self.storage.open()
-            self._opened = True
+        except BaseException as exc:
+            self._opening = None  # the next call tries again
+            opening.set_exception(exc)
+            raise
+        self._opened = True
+        opening.set_result(None)
 
     def _make(self) -> JobsRuntime:
         settings = self.settings
@@ -148,5 +165,5 @@ class Runtimes:
         if runtime is not None:
             await runtime.close()
         if not self._by_loop and self._opened:
-            self._opened = False
+            self._opened, self._opening = False, None
             await self.storage.close()

@@ -659,8 +659,11 @@ def _commit(conn: sqlite3.Connection, commit: Commit) -> bool:
             ),
         )
     _write_history(conn, commit)
-    if commit.events:
-        conn.executemany(_EVENT_SQL, [(commit.at, e) for e in commit.events])
+    events = commit.events
+    if len(events) == 1:  # the usual case: execute costs less than executemany
+        conn.execute(_EVENT_SQL, (commit.at, events[0]))
+    elif events:
+        conn.executemany(_EVENT_SQL, [(commit.at, e) for e in events])
     return True
 
 
@@ -687,9 +690,9 @@ def _write_history(conn: sqlite3.Connection, commit: Commit) -> None:
         conn.execute("DELETE FROM history WHERE instance_id = ?", (instance_id,))
     if not commit.history:
         return
-    conn.executemany(
-        _HISTORY_SQL,
-        [
+    for h in commit.history:  # usually one row: execute costs less than executemany
+        conn.execute(
+            _HISTORY_SQL,
             (
                 instance_id,
                 h.job_name,
@@ -699,10 +702,8 @@ def _write_history(conn: sqlite3.Connection, commit: Commit) -> None:
                 h.started_at,
                 h.finished_at,
                 h.error,
-            )
-            for h in commit.history
-        ],
-    )
+            ),
+        )
     if commit.history_limit is not None:
         conn.execute(_TRIM_HISTORY_SQL, (instance_id, commit.history_limit))
 
