@@ -264,3 +264,36 @@ def _sync_probe_job() -> Task[_Probe, _Probe]:
         return None
 
     return Task(state=_Probe, event=_Probe, on_event=on_event, execute=execute)
+
+
+async def test_first_calls_racing_open_the_store_once() -> None:
+    from durable_jobs.adapters.memory import MemoryStore
+    from durable_jobs.runtime.app import DurableJobs
+
+    class Counting(MemoryStore):
+        opened = 0
+
+        async def open(self) -> None:
+            Counting.opened += 1
+            await asyncio.sleep(0)  # an opening takes a while, as on disk
+
+    store = Counting()
+    app = DurableJobs({"p": _racing_job()}, storage=(store, store))  # type: ignore[dict-item]
+    await asyncio.gather(*(app.client.task("p").status(f"k{n}") for n in range(50)))
+    assert Counting.opened == 1
+    await app.aclose()
+
+
+def _racing_job() -> object:
+    import attrs
+
+    from durable_jobs import Task
+
+    @attrs.frozen
+    class Nothing:
+        pass
+
+    async def skip(*_: object) -> None:
+        return None
+
+    return Task(state=Nothing, event=Nothing, on_event=skip, execute=skip)
