@@ -7,6 +7,7 @@ import asyncio
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -278,13 +279,13 @@ async def test_first_calls_racing_open_the_store_once() -> None:
             await asyncio.sleep(0)  # an opening takes a while, as on disk
 
     store = Counting()
-    app = DurableJobs({"p": _racing_job()}, storage=(store, store))  # type: ignore[dict-item]
+    app = DurableJobs({"p": _racing_job()}, storage=(store, store))
     await asyncio.gather(*(app.client.task("p").status(f"k{n}") for n in range(50)))
     assert Counting.opened == 1
     await app.aclose()
 
 
-def _racing_job() -> object:
+def _racing_job() -> Any:
     import attrs
 
     from durable_jobs import Task
