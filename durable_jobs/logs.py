@@ -155,6 +155,15 @@ class Outage:
         self._log.info("storage.recovered", source=source, faults=faults)
 
 
+def storage_failed(log: Any, event: str, error: Exception) -> None:
+    """Log a failed store call of a background loop: at debug when the store may
+    answer again (it said so once, as ``storage.unavailable``), else as a warning."""
+    if getattr(error, "retryable", False):
+        log.debug(event, error=str(error))
+    else:
+        log.warning(event, error=str(error))
+
+
 def configure_cli(level: str | None) -> None:
     """The ``durable-jobs`` command's logging: records to stderr, durable-jobs' at
     ``level`` (default ``INFO``), unless the loaded app configured logging itself;

@@ -181,9 +181,7 @@ class MemoryStore:
         with self._lock:
             rows = list(self._history.get(instance_id, ()))
         rows.reverse()
-        return [
-            attrs.evolve(row, id=i) for i, row in rows if before is None or i < before
-        ][:limit]
+        return [attrs.evolve(row, id=i) for i, row in rows if before is None or i < before][:limit]
 
     async def read_dead_letter(self, instance_id: str) -> DeadLetterRecord | None:
         return self._dead.get(instance_id)

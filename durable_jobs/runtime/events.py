@@ -15,7 +15,7 @@ import attrs
 
 from ..adapters.protocols import StorageAdapter
 from ..errors import StorageError
-from ..logs import get_logger
+from ..logs import get_logger, storage_failed
 
 log = get_logger("durable_jobs.events")
 
@@ -146,7 +146,7 @@ class Subscription:
             try:
                 read = await self._read()
             except StorageError as exc:
-                log.warning("events.read_failed", error=str(exc))
+                storage_failed(log, "events.read_failed", exc)
                 await asyncio.sleep(POLL)
                 continue
             if read < BATCH:
@@ -174,7 +174,7 @@ class Subscription:
                 while self._position < last and await self._read():
                     pass
         except StorageError as exc:
-            log.warning("events.read_failed", error=str(exc))
+            storage_failed(log, "events.read_failed", exc)
         finally:
             self._queue.put_nowait(_CLOSED)
             self._bus.settled(self)
@@ -185,7 +185,7 @@ class Subscription:
                 await self._bus.opener()
                 return await self._storage.last_event_id()
             except StorageError as exc:
-                log.warning("events.read_failed", error=str(exc))
+                storage_failed(log, "events.read_failed", exc)
                 await asyncio.sleep(POLL)
 
     def __aiter__(self) -> Subscription:

@@ -11,7 +11,7 @@ from collections.abc import Sized
 from ..adapters.protocols import StorageAdapter
 from ..adapters.records import WorkerRecord
 from ..errors import StorageError
-from ..logs import get_logger
+from ..logs import get_logger, storage_failed
 from .runtimes import Runtimes
 
 log = get_logger("durable_jobs.worker")
@@ -64,7 +64,7 @@ class Presence:
         try:
             await self.runtimes.storage.register_worker(self._record(self.runtimes.clock.now()))
         except StorageError as exc:  # the heartbeat registers it once the store answers
-            _told(exc, "worker.register_failed")
+            storage_failed(log, "worker.register_failed", exc)
 
     async def run(self) -> None:
         """Refresh the row and trim the event log until cancelled. Every worker trims:
@@ -80,18 +80,10 @@ class Presence:
                     await storage.register_worker(self._record(now))  # pruned meanwhile
                 await trim_events(storage, now)
             except StorageError as exc:
-                _told(exc, "worker.heartbeat_failed")
+                storage_failed(log, "worker.heartbeat_failed", exc)
 
     async def deregister(self) -> None:
         try:
             await self.runtimes.storage.deregister_worker(self.worker_id)
         except StorageError as exc:  # its row then ages out after three leases
-            _told(exc, "worker.deregister_failed")
-
-
-def _told(exc: StorageError, event: str) -> None:
-    # A store that is down has said so once (storage.unavailable): no more warnings.
-    if exc.retryable:
-        log.debug(event, error=str(exc))
-    else:
-        log.warning(event, error=str(exc))
+            storage_failed(log, "worker.deregister_failed", exc)
