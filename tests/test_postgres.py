@@ -16,7 +16,6 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from durable_jobs.adapters.postgres import PostgresStore
-from durable_jobs.adapters.postgres._queries import Queries
 from durable_jobs.adapters.postgres._schema import LATEST, migrate
 from durable_jobs.adapters.postgres.store import events_lock_key
 from durable_jobs.adapters.records import Claim, Commit, DeadLetterRecord, OutboxEntry
@@ -380,10 +379,11 @@ async def test_terminated_connections_are_survived(make: Make) -> None:
         await woken(a, lambda n=n: put(b, record(f"task:job:n{n}", alarm_at=T0)))
 
 
-@pytest.mark.parametrize("with_events", [False, True], ids=["one-statement", "pipelined"])
-async def test_one_bad_commit_does_not_sink_the_others(make: Make, with_events: bool) -> None:
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one-statement", "pipelined"])
+async def test_one_bad_commit_does_not_sink_the_others(make: Make, pipelined: bool) -> None:
     """Commits queued together share a transaction; each is fenced and fails alone.
-    Usual commits share one statement; those with events are pipelined."""
+    Usual commits (events included) share one statement; those deleting a dead letter
+    are pipelined."""
     a = make()
     b = make()
     await opened(a, b)
@@ -395,7 +395,8 @@ async def test_one_bad_commit_does_not_sink_the_others(make: Make, with_events: 
             claim=c,
             record=bad if c.instance_id == bad.instance_id else record(c.instance_id),
             idempotency_key=f"key-{c.instance_id}",
-            events=(f'"{c.instance_id}"',) if with_events else (),
+            events=(f'"{c.instance_id}"',),
+            delete_dead_letter=pipelined,
         )
         for c in held
     ]
@@ -416,7 +417,7 @@ async def test_one_bad_commit_does_not_sink_the_others(make: Make, with_events: 
     keyed = [i for i in held_ids(held) if await a.has_idempotency_key(i, f"key-{i}")]
     assert set(keyed) == set(outcomes)
     events = {e.event.strip('"') for e in await a.read_events(0, 100)}
-    assert events == (set(outcomes) if with_events else set())
+    assert events == set(outcomes)
 
 
 def held_ids(claims: list[Claim]) -> list[str]:
@@ -549,19 +550,22 @@ def transactions(schema: str, table: str) -> int:
     return int(query(counted)[0][0])
 
 
-@pytest.mark.parametrize("with_events", [False, True], ids=["one-statement", "pipelined"])
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one-statement", "pipelined"])
 async def test_claims_and_commits_queued_together_go_out_together(
-    make: Make, schema: str, with_events: bool
+    make: Make, schema: str, pipelined: bool
 ) -> None:
     store = make()
     await store.open()
     claims = await asyncio.gather(*(claim(store, f"task:job:{n}") for n in range(30)))
     assert transactions(schema, "claims") <= 2  # 30 calls made at once: one batch, two at most
-    events = ('"e"',) if with_events else ()
-    commits = [Commit(claim=c, record=record(c.instance_id), events=events) for c in claims]
+    commits = [
+        Commit(claim=c, record=record(c.instance_id), events=('"e"',), delete_dead_letter=pipelined)
+        for c in claims
+    ]
     applied = await asyncio.gather(*(store.commit(c) for c in commits))
     assert applied == [True] * 30
     assert transactions(schema, "instances") <= 2
+    assert transactions(schema, "events") <= 2
 
 
 async def test_a_loop_that_ends_closes_its_connections(make: Make) -> None:
@@ -648,9 +652,9 @@ def waiting_on_a_lock(application_name: str) -> list[int]:
 # -- history and the event log ---------------------------------------------------
 
 
-@pytest.mark.parametrize("with_events", [False, True], ids=["one-statement", "pipelined"])
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one-statement", "pipelined"])
 async def test_history_written_together_is_kept_per_instance(
-    make: Make, schema: str, with_events: bool
+    make: Make, schema: str, pipelined: bool
 ) -> None:
     """Commits queued together write and trim their history in one go, each instance
     to its own limit, and a stale one writes none."""
@@ -668,7 +672,8 @@ async def test_history_written_together_is_kept_per_instance(
                 history=(run(c.instance_id, n=2 * turn), run(c.instance_id, n=2 * turn + 1)),
                 history_limit=3,
                 history_reset=turn == 2 and c.instance_id == ids[0],
-                events=('"e"',) if with_events else (),
+                events=('"e"',),
+                delete_dead_letter=pipelined,
             )
             for c in claims
         ]
@@ -681,33 +686,73 @@ async def test_history_written_together_is_kept_per_instance(
     assert set(map(tuple, started.values())) == {(5, 4, 3)}
 
 
-async def test_event_ids_follow_commit_order(make: Make, schema: str) -> None:
-    """A transaction writing events that is slow to commit holds back the next one:
-    its ids come after, and no reader sees them before the slow one's."""
-    app = f"dj_events_{uuid.uuid4().hex[:8]}"
-    store = make(make_conninfo(DSN, application_name=app))
+def add_event(conn: psycopg.Connection[Any], schema: str, event: str) -> None:
+    """Insert ``event`` as a commit does, in ``conn``'s transaction."""
+    table = sql.Identifier(schema, "events")
+    conn.execute(sql.SQL("INSERT INTO {} (at, event) VALUES (0, %s)").format(table), (event,))
+
+
+async def test_a_commit_with_events_takes_no_lock_of_the_event_log(make: Make, schema: str) -> None:
+    """The lock that numbering events takes holds back no commit: with it held (and an
+    event inserted) a commit with events still goes through."""
+    store = make()
     await store.open()
     taken = await claim(store, "task:job:b")
-    q = Queries(schema)
-    add_event = sql.SQL("INSERT INTO {} (at, event) VALUES (0, '\"a\"')").format(
-        sql.Identifier(schema, "events")
-    )
-    with psycopg.connect(DSN) as slow:  # a transaction writing events as commits do
-        slow.execute(q.lock_events, {"events_lock": events_lock_key(schema)})
-        slow.execute(add_event)
-        committing = asyncio.ensure_future(
-            store.commit(Commit(claim=taken, record=record("task:job:b"), events=('"b"',)))
-        )
-        await until(lambda: bool(waiting_on_a_lock(app)))
-        assert await store.read_events(0, 10) == []
+    with psycopg.connect(DSN) as slow:
+        slow.execute("SELECT pg_advisory_xact_lock(%s)", (events_lock_key(schema),))
+        add_event(slow, schema, '"a"')
+        done = store.commit(Commit(claim=taken, record=record("task:job:b"), events=('"b"',)))
+        assert await asyncio.wait_for(done, 10)
         slow.commit()
-    assert await asyncio.wait_for(committing, 10)
     assert [e.event for e in await store.read_events(0, 10)] == ['"a"', '"b"']
 
 
-async def test_a_reader_following_the_event_log_misses_nothing(make: Make) -> None:
-    """Two stores commit events at once while a reader follows the log from the last
-    id it saw: it must end up with every event, once, in id order."""
+async def test_a_transaction_writing_events_held_open_blocks_no_commit(
+    make: Make, schema: str
+) -> None:
+    """Commits with events take no lock: one held open before its COMMIT (its event's
+    id taken) holds back no other. Its event is read once committed, after those a
+    reader already saw: numbers are given in the order events become visible."""
+    store = make()
+    await store.open()
+    taken = await claim(store, "task:job:b")
+    with psycopg.connect(DSN) as slow:
+        add_event(slow, schema, '"a"')  # the lower id, taken first
+        done = store.commit(Commit(claim=taken, record=record("task:job:b"), events=('"b"',)))
+        assert await asyncio.wait_for(done, 10)
+        [b] = await store.read_events(0, 10)
+        assert b.event == '"b"'
+        assert await store.last_event_id() == b.id
+        slow.commit()
+    [a] = await store.read_events(b.id, 10)
+    assert a.event == '"a"'
+    assert a.id > b.id
+    assert await store.last_event_id() == a.id
+    assert [e.event for e in await store.read_events(0, 10)] == ['"b"', '"a"']
+
+
+async def test_trimming_leaves_events_not_yet_numbered_and_never_reuses_a_number(
+    make: Make, schema: str
+) -> None:
+    store = make()
+    await store.open()
+    await put(store, record("task:job:a"), events=('"a"',))
+    [a] = await store.read_events(0, 10)
+    with psycopg.connect(DSN) as conn:
+        add_event(conn, schema, '"b"')  # committed, not yet read by anyone
+    assert await store.trim_events(keep=0, before=T0 + 1) == 2  # "b" is numbered first
+    assert await store.read_events(0, 10) == []
+    last = await store.last_event_id()
+    assert last > a.id
+    await put(store, record("task:job:c"), events=('"c"',))
+    [c] = await store.read_events(0, 10)
+    assert c.id == last + 1
+
+
+async def test_a_reader_following_the_event_log_misses_nothing(make: Make, schema: str) -> None:
+    """Stores commit events at once, and transactions that took their ids early commit
+    late, while a reader follows the log from the last id it saw: it must end up with
+    every event, once, in id order, each instance's in the order they were committed."""
     writers = [make(max_size=4), make(max_size=4)]
     reader = make()
     await opened(*writers, reader)
@@ -727,18 +772,38 @@ async def test_a_reader_following_the_event_log_misses_nothing(make: Make) -> No
 
     async def write(store: PostgresStore, worker: int) -> None:
         for n in range(25):
-            rec = record(f"task:job:{worker}-{n}")
+            rec = record(f"task:job:{worker}")
             taken = await claim(store, rec.instance_id)
             events = (f'"{worker}-{n}"', f'"{worker}-{n}+"')
             assert await store.commit(Commit(claim=taken, record=rec, events=events))
 
+    def late(n: int) -> None:  # ids taken, then commits held back behind others
+        with psycopg.connect(DSN) as conn:
+            for step in range(n):
+                add_event(conn, schema, f'"late-{step}"')
+                asyncio.run_coroutine_threadsafe(reader.last_event_id(), loop).result()
+                conn.commit()
+
+    loop = asyncio.get_running_loop()
     following = asyncio.ensure_future(follow())
-    await asyncio.gather(*(write(writers[w % 2], w) for w in range(16)))
+    await asyncio.gather(
+        *(write(writers[w % 2], w) for w in range(16)), asyncio.to_thread(late, 20)
+    )
     written.set()
     await asyncio.wait_for(following, 30)
     everything = await reader.read_events(0, 10_000)
-    assert len(everything) == 16 * 25 * 2
+    assert len(everything) == 16 * 25 * 2 + 20
     assert seen == everything
+    assert [e.id for e in everything] == sorted({e.id for e in everything})
+    per_instance: dict[str, list[str]] = {}
+    for entry in everything:
+        name, _, rest = entry.event.strip('"').rpartition("-")
+        per_instance.setdefault(name, []).append(rest)
+    for worker in range(16):
+        assert per_instance.pop(str(worker)) == [
+            part for n in range(25) for part in (str(n), f"{n}+")
+        ]
+    assert per_instance == {"late": [str(step) for step in range(20)]}
 
 
 async def test_events_committed_in_one_store_wake_a_wait_in_the_other(make: Make) -> None:

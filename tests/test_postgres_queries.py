@@ -92,6 +92,7 @@ def test_claims_and_commits_look_their_rows_up_by_key_in_any_plan(schema: str) -
         ("instances", "id, 'task', 'job', id, '{{}}', '{{}}', 1e12, 0, 0"),
         ("claims", "id, 'w', id, 0"),
         ("history", "row_number() OVER (), id, 'job', 'alarm', 'ok', 1, 0, 0, NULL"),
+        ("events", "row_number() OVER (), '{{}}', 0, row_number() OVER ()"),  # all read
     ):
         query(
             sql.SQL("INSERT INTO {} SELECT " + columns + " FROM unnest(%s::text[]) id").format(
@@ -125,14 +126,39 @@ def test_claims_and_commits_look_their_rows_up_by_key_in_any_plan(schema: str) -
         commit_one = sql.SQL(
             "SELECT * FROM {}(%s, 'new', true, 'task', 'job', %s, NULL, '{{}}', 1e12, 0, 1, "
             "'key', true, 'channel', 'origin', 0, ARRAY['job'], ARRAY['alarm'], ARRAY['ok'], "
-            "ARRAY[1], ARRAY[0::float8], ARRAY[1::float8], ARRAY[NULL])"
+            "ARRAY[1], ARRAY[0::float8], ARRAY[1::float8], ARRAY[NULL], 1, ARRAY['{{}}'])"
         ).format(sql.Identifier(schema, "commit_one"))
         assert conn.execute(commit_one, (ids[8], ids[8])).fetchall() == [(ids[8],)]
+        query(sql.SQL("UPDATE {} SET last = 2000").format(sql.Identifier(schema, "sequencer")))
+        sequence = sql.SQL("SELECT {}(1)").format(sql.Identifier(schema, "sequence_events"))
+        assert conn.execute(sequence).fetchall() == [(2001,)]  # the event committed above
     nested = "\n".join(plan for plan in plans if "Scan" in plan)
     assert "Index Scan using claims_pkey" in nested, nested
     assert "Index Scan using instances_pkey" in nested, nested
     assert "using history_instance" in nested, nested  # the history trimmed by key
-    assert "Seq Scan" not in nested, nested
+    assert "using events_unsequenced" in nested, nested  # only the events not numbered
+    scanned = {name.split(".")[-1] for name in re.findall(r"Seq Scan on (\S+)", nested)}
+    assert scanned <= {"sequencer"}, nested  # its one row
+
+
+def test_events_are_read_and_trimmed_through_their_numbers(schema: str) -> None:
+    """Reading the log from a number and trimming its oldest read an index from
+    there: never every event kept."""
+    query(
+        sql.SQL(
+            "INSERT INTO {} (at, event, seq) SELECT n, '{{}}', n FROM generate_series(1, 20000) n"
+        ).format(sql.Identifier(schema, "events"))
+    )
+    query(sql.SQL("ANALYZE {}").format(sql.Identifier(schema, "events")))
+    q = Queries(schema)
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        for statement, params in (
+            (q.read_events, {"after": 100, "limit": 1000}),
+            (q.trim_events, {"keep": 1000, "before": 50.0, "bound": 10_000}),
+        ):
+            plan = "\n".join(row[0] for row in conn.execute(b"EXPLAIN " + statement, params))
+            assert "using events_seq" in plan, plan
+            assert "Seq Scan" not in plan, plan
 
 
 def test_listings_page_through_an_index(schema: str) -> None:

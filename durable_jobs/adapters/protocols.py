@@ -118,8 +118,9 @@ class StorageAdapter(Protocol):
     # -- the event log ---------------------------------------------------------
 
     async def read_events(self, after: int, limit: int) -> list[OutboxEntry]:
-        """Events with an id above ``after``, in id order, which is commit order:
-        an event with a lower id than one returned is never committed later."""
+        """Events with an id above ``after``, in id order. Ids increase in the order
+        events become visible to readers: an event with a lower id than one returned
+        is never read later. The events of one instance are in commit order."""
 
     async def last_event_id(self) -> int:
         """The id of the newest event committed, or 0."""

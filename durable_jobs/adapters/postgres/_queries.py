@@ -166,16 +166,22 @@ HISTORY: LiteralString = """
     ), {history_writes}
     SELECT"""
 
-# Taken by a transaction that writes events, as late as it can be: event ids then
-# increase in commit order. An id taken from the sequence before another transaction
-# took its own may otherwise commit after it, and a reader that saw the later one
-# would skip the earlier for good. Held to the COMMIT, by one transaction at a time.
-LOCK_EVENTS: LiteralString = "SELECT pg_advisory_xact_lock(%(events_lock)s)"
+# The events of the commits in ``fence``, in the order given (``%(e_*)b`` arrays, one
+# row per event, with its instance and its commit's time). Their ids follow that
+# order; readers see them once ``sequence_events`` has numbered them.
+EVENT_WRITES: LiteralString = """
+    added AS (
+        INSERT INTO {events} (at, event)
+        SELECT e.at, e.event
+        FROM unnest(%(e_ids)b::text[], %(e_ats)b::float8[], %(events)b::text[])
+            WITH ORDINALITY AS e(instance_id, at, event, n)
+        WHERE e.instance_id = ANY(ARRAY(SELECT instance_id FROM fence))
+        ORDER BY e.n
+    )"""
 
-# The end of a pipelined batch, after LOCK_EVENTS when it has events: release the
-# claims asked for, append the events of the commits fenced in (ids in the order
-# given), and tell other processes. Every part sees the claims as they were before it,
-# so a commit that releases still has its events fenced in.
+# The end of a pipelined batch: release the claims asked for and append the events
+# of the commits fenced in. Every part sees the claims as they were before it, so a
+# commit that releases still has its events fenced in.
 FINISH: LiteralString = """
     WITH b AS (
         SELECT * FROM unnest(%(ids)b::text[], %(tokens)b::text[], %(releases)b::bool[])
@@ -188,16 +194,13 @@ FINISH: LiteralString = """
         DELETE FROM {claims}
         WHERE instance_id = ANY(ARRAY(SELECT instance_id FROM fence WHERE release))
             AND token = ANY(ARRAY(SELECT token FROM fence WHERE release))
-    ), added AS (
-        INSERT INTO {events} (at, event)
-        SELECT e.at, e.event
-        FROM unnest(%(e_ids)b::text[], %(e_ats)b::float8[], %(events)b::text[])
-            WITH ORDINALITY AS e(instance_id, at, event, n)
-        WHERE e.instance_id = ANY(ARRAY(SELECT instance_id FROM fence))
-        ORDER BY e.n
-        RETURNING id
-    )
-    SELECT pg_notify(%(events_channel)s, %(origin)s) WHERE EXISTS (SELECT FROM added)"""
+    ), {event_writes}
+    SELECT"""
+
+# Other processes hear of new events from a transaction of its own, after the
+# commits: a transaction that notifies holds the server's notification lock through
+# its commit, so commits that notified would commit one at a time.
+ANNOUNCE: LiteralString = "SELECT pg_notify(%(channel)s, %(origin)s)"
 
 NOTIFY: LiteralString = """
     SELECT pg_notify(%(channel)s, %(origin)s) FROM {instances}
@@ -213,7 +216,7 @@ NOTIFY: LiteralString = """
 # answers with the ids of the commits fenced in. Rows are locked one by one through
 # LATERAL lookups, which the planner cannot turn into a hash join: a prepared plan
 # made while a table was small would otherwise scan all of it at every commit.
-# History rows are written too (HISTORY_WRITES).
+# History rows and events are written too (HISTORY_WRITES, EVENT_WRITES).
 COMMIT_MANY: LiteralString = """
     WITH b AS (
         SELECT * FROM unnest(
@@ -250,7 +253,7 @@ COMMIT_MANY: LiteralString = """
         DELETE FROM {claims}
         WHERE instance_id = ANY(ARRAY(SELECT instance_id FROM fence WHERE release))
             AND token = ANY(ARRAY(SELECT token FROM fence WHERE release))
-    ), {history_writes}, woken AS (
+    ), {history_writes}, {event_writes}, woken AS (
         SELECT pg_notify(%(channel)s, %(origin)s) FROM fence f
         WHERE CASE WHEN f.has_record THEN f.alarm_at IS NOT NULL
                    ELSE f.release AND (SELECT alarm_at FROM {instances}
@@ -278,7 +281,7 @@ COMMIT_ONE: LiteralString = """
         %(idempotency_key)s::text, %(release)s::bool, %(channel)s::text, %(origin)s::text,
         %(keep_old)s::integer, %(h_jobs)b::text[], %(h_trigs)b::text[],
         %(h_outcomes)b::text[], %(h_attempts)b::integer[], %(h_started)b::float8[],
-        %(h_finished)b::float8[], %(h_errors)b::text[]
+        %(h_finished)b::float8[], %(h_errors)b::text[], %(at)s::float8, %(events)b::text[]
     )"""
 
 HAS_KEY: LiteralString = (
@@ -305,25 +308,26 @@ READ_HISTORY: LiteralString = """
     WHERE instance_id = %(instance_id)s AND id < %(before)s
     ORDER BY id DESC LIMIT %(limit)s"""
 
+# Events are read by number; ``sequence_events`` numbers those committed since it
+# last ran, and answers the last number given.
+SEQUENCE_EVENTS: LiteralString = "SELECT {sequence_events}(%(events_lock)s)"
+
 READ_EVENTS: LiteralString = """
-    SELECT id, event FROM {events} WHERE id > %(after)s ORDER BY id LIMIT %(limit)s"""
+    SELECT seq, event FROM {events} WHERE seq > %(after)s ORDER BY seq LIMIT %(limit)s"""
 
-LAST_EVENT_ID: LiteralString = "SELECT coalesce(max(id), 0) FROM {events}"
-
-# Bounded: only the oldest ``bound`` events are looked at. The newest event always
-# stays, so that ``last_event_id`` never goes back.
+# Bounded: only the oldest ``bound`` numbered events are looked at. Events not yet
+# numbered stay, whatever their age: no reader has seen them.
 TRIM_EVENTS: LiteralString = """
     WITH newest AS (
         SELECT coalesce(
-            (SELECT id FROM {events} ORDER BY id DESC OFFSET %(keep)s LIMIT 1), 0
-        ) AS kept_after,
-        (SELECT max(id) FROM {events}) AS last
+            (SELECT seq FROM {events} WHERE seq IS NOT NULL
+             ORDER BY seq DESC OFFSET %(keep)s LIMIT 1), 0
+        ) AS kept_after
     ), oldest AS (
-        SELECT id, at FROM {events} ORDER BY id LIMIT %(bound)s
+        SELECT seq, at FROM {events} WHERE seq IS NOT NULL ORDER BY seq LIMIT %(bound)s
     )
-    DELETE FROM {events} WHERE id = ANY(ARRAY(
-        SELECT o.id FROM oldest o, newest n
-        WHERE (o.id <= n.kept_after OR o.at < %(before)s) AND o.id < n.last
+    DELETE FROM {events} WHERE seq = ANY(ARRAY(
+        SELECT o.seq FROM oldest o, newest n WHERE o.seq <= n.kept_after OR o.at < %(before)s
     ))"""
 
 READ_CURSOR: LiteralString = "SELECT position FROM {cursors} WHERE name = %(name)s"
@@ -424,6 +428,7 @@ class Queries:
         self._names["claim_many"] = sql.Identifier(schema, "claim_many")
         self._names["claim_one"] = sql.Identifier(schema, "claim_one")
         self._names["commit_one"] = sql.Identifier(schema, "commit_one")
+        self._names["sequence_events"] = sql.Identifier(schema, "sequence_events")
         self._names["columns"] = sql.SQL(COLUMNS)
         self._names["dead_letter_columns"] = sql.SQL(DEAD_LETTER_COLUMNS)
         self._names["history_columns"] = sql.SQL(HISTORY_COLUMNS)
@@ -448,11 +453,16 @@ class Queries:
         self.notify = self.render(NOTIFY)
         history_writes = self.compose(HISTORY_WRITES)
         self.history = self.render(HISTORY, history_writes=history_writes)
-        self.lock_events = self.render(LOCK_EVENTS)
-        self.finish = self.render(FINISH)
+        event_writes = self.compose(EVENT_WRITES)
+        self.finish = self.render(FINISH, event_writes=event_writes)
+        self.announce = self.render(ANNOUNCE)
         # Without history, the statement a batch of producers' commits uses.
-        self.commit_many = self.render(COMMIT_MANY, history_writes=NO_HISTORY)
-        self.commit_many_history = self.render(COMMIT_MANY, history_writes=history_writes)
+        self.commit_many = self.render(
+            COMMIT_MANY, history_writes=NO_HISTORY, event_writes=event_writes
+        )
+        self.commit_many_history = self.render(
+            COMMIT_MANY, history_writes=history_writes, event_writes=event_writes
+        )
         self.commit_one = self.render(COMMIT_ONE)
         self.claim_many = self.render(CLAIM_MANY)
         self.claim_one = self.render(CLAIM_ONE)
@@ -466,8 +476,8 @@ class Queries:
         """The statements of the history, dead letters, event log and workers."""
         self.delete_dead_letter = self.render(DELETE_DEAD_LETTER)
         self.read_history = self.render(READ_HISTORY)
+        self.sequence_events = self.render(SEQUENCE_EVENTS)
         self.read_events = self.render(READ_EVENTS)
-        self.last_event_id = self.render(LAST_EVENT_ID)
         self.trim_events = self.render(TRIM_EVENTS)
         self.read_cursor = self.render(READ_CURSOR)
         self.start_cursor = self.render(START_CURSOR)

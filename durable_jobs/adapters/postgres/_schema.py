@@ -181,10 +181,10 @@ COMMIT_ONE = Function(
     sql.SQL("".join(("BEGIN", _COMMIT_ONE))),
 )
 
-# The commit alone again, writing history too: ``p_keep_old`` is how many of the
-# instance's rows from before this commit to keep (``NULL``: all of them), and the
-# ``p_h_*`` arrays are the rows to append, oldest first. The caller has already cut
-# them to the history limit, so the trim need not see them.
+# The commit alone again, writing history and events too: ``p_keep_old`` is how many
+# of the instance's rows from before this commit to keep (``NULL``: all of them), and
+# the ``p_h_*`` arrays are the rows to append, oldest first. The caller has already
+# cut them to the history limit, so the trim need not see them.
 _HISTORY_ONE = """
     IF p_keep_old IS NOT NULL THEN
         DELETE FROM {schema}.history
@@ -208,6 +208,14 @@ _HISTORY_ONE = """
         ORDER BY h.n;
     END IF;"""
 
+# And its events, in order, stamped with the commit's time.
+_EVENTS_ONE = """
+    IF cardinality(p_events) > 0 THEN
+        INSERT INTO {schema}.events (at, event)
+        SELECT p_at, e.event FROM unnest(p_events) WITH ORDINALITY AS e(event, n)
+        ORDER BY e.n;
+    END IF;"""
+
 COMMIT_ONE_WITH_HISTORY = Function(
     sql.SQL("""
     {schema}.commit_one(
@@ -216,9 +224,45 @@ COMMIT_ONE_WITH_HISTORY = Function(
         p_updated_at float8, p_idempotency_key text, p_release bool, p_channel text,
         p_origin text, p_keep_old integer, p_h_jobs text[], p_h_trigs text[],
         p_h_outcomes text[], p_h_attempts integer[], p_h_started float8[],
-        p_h_finished float8[], p_h_errors text[]
+        p_h_finished float8[], p_h_errors text[], p_at float8, p_events text[]
     ) RETURNS SETOF text LANGUAGE plpgsql VOLATILE"""),
-    sql.SQL("".join(("BEGIN", _COMMIT_ONE_FENCE, _HISTORY_ONE, _COMMIT_ONE_WRITES))),
+    sql.SQL("".join(("BEGIN", _COMMIT_ONE_FENCE, _HISTORY_ONE, _EVENTS_ONE, _COMMIT_ONE_WRITES))),
+)
+
+# Numbers the events committed but not yet numbered (``seq`` NULL), in id order, from
+# the last number given, and returns the last number given. Commits take no lock, so
+# an id taken before another commit's may commit after it: numbering only what has
+# committed, one sequencer at a time, keeps numbers in the order events become
+# visible, and a reader that saw a number never finds a lower one later. The lock is
+# taken only when there is something to number (the check reads the partial index
+# of unnumbered rows), and each statement after it sees every earlier sequencer's
+# work. The last number given is kept apart, so that trimming every event never
+# lets a number be given twice.
+SEQUENCE_EVENTS = Function(
+    sql.SQL("""
+    {schema}.sequence_events(p_lock bigint) RETURNS bigint LANGUAGE plpgsql VOLATILE"""),
+    sql.SQL("""
+    DECLARE
+        v_last bigint;
+    BEGIN
+    IF EXISTS (SELECT FROM {schema}.events WHERE seq IS NULL) THEN
+        PERFORM pg_advisory_xact_lock(p_lock);
+        SELECT last INTO v_last FROM {schema}.sequencer;
+        WITH pending AS (
+            SELECT id, v_last + row_number() OVER (ORDER BY id) AS seq
+            FROM {schema}.events WHERE seq IS NULL
+        ), numbered AS (
+            UPDATE {schema}.events e SET seq = p.seq FROM pending p
+            WHERE e.id = p.id AND e.seq IS NULL
+            RETURNING e.seq
+        )
+        SELECT coalesce(max(seq), v_last) INTO v_last FROM numbered;
+        UPDATE {schema}.sequencer SET last = v_last;
+        RETURN v_last;
+    END IF;
+    RETURN (SELECT last FROM {schema}.sequencer);
+    END
+    """),
 )
 
 # Version 8: what operating needs. Dead letters keep what a redrive needs (the kind,
@@ -252,11 +296,20 @@ OPERATING: tuple[sql.SQL | Function, ...] = (
     sql.SQL("CREATE INDEX history_instance ON {schema}.history (instance_id, id)"),
     sql.SQL("ALTER TABLE {schema}.outbox RENAME TO events"),
     sql.SQL("ALTER SEQUENCE {schema}.outbox_id_seq RENAME TO events_id_seq"),
-    sql.SQL("ALTER INDEX {schema}.outbox_pkey RENAME TO events_pkey"),
-    # Events still undelivered become the first of the log, stamped with the upgrade.
+    # Events still undelivered become the first of the log, stamped with the upgrade
+    # (numbered by the first reader, as every event is).
     sql.SQL("ALTER TABLE {schema}.events ADD COLUMN at double precision"),
     sql.SQL("UPDATE {schema}.events SET at = extract(epoch FROM now())"),
     sql.SQL("ALTER TABLE {schema}.events ALTER COLUMN at SET NOT NULL"),
+    # Events are read by their number (``seq``, given by ``sequence_events``), and
+    # numbered in id order: a commit writes one index entry per event, in the index
+    # of the unnumbered, as it wrote one in the primary key before.
+    sql.SQL("ALTER TABLE {schema}.events DROP CONSTRAINT outbox_pkey"),
+    sql.SQL("ALTER TABLE {schema}.events ADD COLUMN seq bigint"),
+    sql.SQL("CREATE UNIQUE INDEX events_seq ON {schema}.events (seq) WHERE seq IS NOT NULL"),
+    sql.SQL("CREATE INDEX events_unsequenced ON {schema}.events (id) WHERE seq IS NULL"),
+    sql.SQL("CREATE TABLE {schema}.sequencer (last bigint NOT NULL)"),
+    sql.SQL("INSERT INTO {schema}.sequencer (last) VALUES (0)"),
     sql.SQL("""
     CREATE TABLE {schema}.cursors (
         name text COLLATE "C" PRIMARY KEY,
@@ -280,6 +333,7 @@ OPERATING: tuple[sql.SQL | Function, ...] = (
         text, text
     )"""),
     COMMIT_ONE_WITH_HISTORY,
+    SEQUENCE_EVENTS,
 )
 
 # ``{schema}`` is replaced by the quoted schema name. Times are epoch seconds

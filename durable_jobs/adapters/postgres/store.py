@@ -3,7 +3,7 @@
 The hot path is on the event loop: the claims and the usual commits a loop queues
 together go out as one statement on one of two ``AsyncConnection``s of that loop's
 own, closed with the loop or the store (``_batch.py``). Everything else — reads,
-renewals, due alarms, commits that delete or write dead letters or events — runs on a
+renewals, due alarms, commits that delete or write dead letters — runs on a
 blocking ``psycopg_pool.ConnectionPool``, which belongs to no loop, from a small
 executor owned by the store (one thread per pooled connection, so that a thread never
 waits for a connection and user code on the default executor cannot starve storage).
@@ -16,14 +16,18 @@ carries "the claim still holds my token" in its ``WHERE`` after the claim row wa
 locked ``FOR UPDATE``, so a stale commit writes nothing and reports ``False``. That
 needs no answer from the server mid-commit: the usual commits of a batch go out as one
 statement (``COMMIT_MANY``, or the ``commit_one`` function for a batch of one), the
-rest (deletions, dead letters, events) as one pipelined transaction — one round trip
-either way. History rows go with either.
+rest (deletions, dead letters) as one pipelined transaction — one round trip either
+way. History rows and events go with either.
 
-The event log: event ids increase in commit order. A transaction with events takes
-one advisory lock of the schema's as its last step before COMMIT and only then its
-ids, so those transactions commit one at a time in id order, and a reader that saw
-an id never finds a lower one committed later. Other processes hear of new events
-through a notification channel of their own.
+The event log: commits take no lock for it. They insert their events unnumbered, with
+ids in the order given; the ids a reader sees (``seq``) are given after the events
+committed, by the ``sequence_events`` function that ``read_events``, ``last_event_id``
+and ``trim_events`` run first: under an advisory lock that only it takes, it numbers
+the events committed since, in id order, from the last number given. So numbers
+increase in the order events become visible to readers, a reader that saw a number
+never finds a lower one later, and the events of one instance (whose commits its
+claim serialises) keep their commit order. Other processes hear of new events through
+a notification channel of their own, sent after the commits (``_announcer.py``).
 
 Alarms: a commit that leaves its instance with an alarm (or releases the claim of one)
 sends ``pg_notify`` in its transaction; every store on the schema that waits for alarms
@@ -67,6 +71,7 @@ from ..records import (
 from ..retry import StorageRetry
 from ..tokens import new_token
 from ..wakeup import Wakeup
+from ._announcer import Announcer
 from ._batch import AsyncConnection, Batcher, LoopConnection
 from ._listener import EVENTS, NAMEDATALEN, Listener, channel_name
 from ._queries import Queries, to_record
@@ -148,6 +153,7 @@ class _Resources:
     pool: Pool
     executor: ThreadPoolExecutor
     listener: Listener
+    announcer: Announcer
     batchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Batchers] = attrs.field(
         factory=weakref.WeakKeyDictionary
     )
@@ -236,7 +242,13 @@ class PostgresStore:
         executor = ThreadPoolExecutor(self._max_size, thread_name_prefix="durable-jobs-pg")
         wakeups = {self._channel: self._wakeup, self._events_channel: self._new_events}
         listener = Listener(self._dsn, wakeups, self._origin, self._retry.outage)
-        return _Resources(pool, executor, listener)
+        announce = partial(run, pool, self._announce)
+        announcer = Announcer(announce, executor.submit, self._retry.outage)
+        return _Resources(pool, executor, listener, announcer)
+
+    def _announce(self, conn: Connection) -> None:
+        params = {"channel": self._events_channel, "origin": self._origin}
+        conn.execute(self._q.announce, params).close()
 
     async def close(self) -> None:
         if self._resources is not None:
@@ -386,6 +398,7 @@ class PostgresStore:
             self._wakeup.fire()
         if done and commit.events:
             self._new_events.fire()
+            self._require().announcer.announce()
         return done
 
     def _commit_batch(self, commits: list[Commit], conn: Connection) -> list[bool]:
@@ -416,27 +429,15 @@ class PostgresStore:
         return fence
 
     def _queue_finish(self, conn: Connection, commits: list[Commit]) -> None:
-        """Send what the ``commits`` write for the whole batch: history, then (the lock
-        of the event log held) the releases and events, which end the transaction."""
+        """Send what the ``commits`` write for the whole batch: history, then the
+        releases and events, which end the transaction."""
         ids = [c.claim.instance_id for c in commits]
         tokens = [c.claim.token for c in commits]
         if any(c.history or c.history_reset for c in commits):
             params = {"ids": ids, "tokens": tokens} | _history_params(commits)
             conn.execute(self._q.history, params)
-        events = [(c.claim.instance_id, float(c.at), e) for c in commits for e in c.events]
-        if events:
-            conn.execute(self._q.lock_events, {"events_lock": self._events_lock})
-        finish = {
-            "ids": ids,
-            "tokens": tokens,
-            "releases": [c.release for c in commits],
-            "e_ids": [i for i, _, _ in events],
-            "e_ats": [at for _, at, _ in events],
-            "events": [e for _, _, e in events],
-            "events_channel": self._events_channel,
-            "origin": self._origin,
-        }
-        conn.execute(self._q.finish, finish)
+        finish = {"ids": ids, "tokens": tokens, "releases": [c.release for c in commits]}
+        conn.execute(self._q.finish, finish | _event_params(commits))
 
     def _commit_many(self, commits: list[Commit]) -> tuple[bytes, dict[str, Any]]:
         """The statement and parameters applying the usual ``commits`` at once."""
@@ -459,7 +460,7 @@ class PostgresStore:
             "releases": [c.release for c in commits],
             "channel": self._channel,
             "origin": self._origin,
-        }
+        } | _event_params(commits)
         if any(c.history or c.history_reset for c in commits):
             return self._q.commit_many_history, params | _history_params(commits)
         return self._q.commit_many, params | {"keep_olds": [None] * len(commits)}
@@ -482,6 +483,8 @@ class PostgresStore:
             "release": commit.release,
             "channel": self._channel,
             "origin": self._origin,
+            "at": float(commit.at),
+            "events": list(commit.events),
         } | _history_params([commit])
         params["keep_old"] = params.pop("keep_olds")[0]
         return self._q.commit_one, params
@@ -577,12 +580,23 @@ class PostgresStore:
 
     async def read_events(self, after: int, limit: int) -> list[OutboxEntry]:
         params = {"after": after, "limit": limit}
-        rows = await self._rows("read_events", self._q.read_events, params)
+        rows = await self._call(
+            "read_events", partial(self._sequenced, self._q.read_events, params)
+        )
         return [OutboxEntry(id=i, event=event) for i, event in rows]
 
     async def last_event_id(self) -> int:
-        rows = await self._rows("last_event_id", self._q.last_event_id, {})
+        params = {"events_lock": self._events_lock}
+        rows = await self._rows("last_event_id", self._q.sequence_events, params)
         return int(rows[0][0])
+
+    def _sequenced(self, query: bytes, params: dict[str, Any], conn: Connection) -> list[TupleRow]:
+        """``query``'s rows, once the events committed before it are numbered: both
+        in one round trip."""
+        with conn.pipeline():
+            conn.execute(self._q.sequence_events, {"events_lock": self._events_lock})
+            cursor = conn.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
 
     async def wait_for_events(self, after: int, timeout: float) -> None:
         self._require().listener.start()
@@ -597,10 +611,16 @@ class PostgresStore:
             await self._new_events.wait(min(left, self._poll_interval))
 
     async def trim_events(self, *, keep: int, before: float) -> int:
+        """Numbered events only: those not yet numbered, no reader has seen. Numbering
+        first lets a log nobody reads be trimmed too."""
         params = {"keep": keep, "before": before, "bound": TRIM_BOUND}
-        return await self._call(
-            "trim_events", lambda conn: conn.execute(self._q.trim_events, params).rowcount
-        )
+        return await self._call("trim_events", partial(self._trim_events, params))
+
+    def _trim_events(self, params: dict[str, Any], conn: Connection) -> int:
+        with conn.pipeline():
+            conn.execute(self._q.sequence_events, {"events_lock": self._events_lock})
+            cursor = conn.execute(self._q.trim_events, params)
+        return cursor.rowcount
 
     async def read_cursor(self, name: str) -> int:
         rows = await self._rows("read_cursor", self._q.read_cursor, {"name": name})
@@ -757,13 +777,24 @@ def _alarm_order(taken: tuple[InstanceRecord, TupleRow]) -> tuple[float, str]:
 
 
 def _usual(commits: list[Commit]) -> bool:
-    """Whether one ``COMMIT_MANY`` statement can apply ``commits``: no deletion, dead
-    letter (written or deleted) or event among them, and no instance twice (its
-    upsert would clash)."""
+    """Whether one ``COMMIT_MANY`` statement can apply ``commits``: no deletion or dead
+    letter (written or deleted) among them, and no instance twice (its upsert would
+    clash)."""
     ids = {c.claim.instance_id for c in commits}
     return len(ids) == len(commits) and not any(
-        c.delete or c.dead_letter is not None or c.delete_dead_letter or c.events for c in commits
+        c.delete or c.dead_letter is not None or c.delete_dead_letter for c in commits
     )
+
+
+def _event_params(commits: list[Commit]) -> dict[str, Any]:
+    """The events of ``commits`` as arrays, one row per event, in order: its
+    instance (``e_ids``), its commit's time (``e_ats``), the event."""
+    events = [(c.claim.instance_id, float(c.at), e) for c in commits for e in c.events]
+    return {
+        "e_ids": [i for i, _, _ in events],
+        "e_ats": [at for _, at, _ in events],
+        "events": [e for _, _, e in events],
+    }
 
 
 def _history_params(commits: list[Commit]) -> dict[str, Any]:
@@ -795,7 +826,8 @@ def _history_params(commits: list[Commit]) -> dict[str, Any]:
 
 
 def events_lock_key(schema: str) -> int:
-    """The advisory lock of ``schema``'s event log: a stable signed 64-bit hash."""
+    """The advisory lock of ``schema``'s event log, which only the numbering of events
+    takes: a stable signed 64-bit hash."""
     digest = hashlib.blake2b(f"durable_jobs:{schema}:events".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
 
