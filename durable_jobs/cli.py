@@ -510,8 +510,9 @@ async def _worker(app: DurableJobs, args: argparse.Namespace) -> Output:
     worker = app.worker(
         concurrency=args.concurrency, poll_interval=args.poll_interval, grace=args.grace
     )
-    await worker.start()
+    # Before it starts: once it is registered, a SIGTERM must find it ready to stop.
     worker.install_signal_handlers()
+    await worker.start()
     where = shown_storage(app.storage_url)
     started = {"event": "worker.started", "jobs": sorted(app.jobs), "storage": where}
     _print(args, Output(started, f"durable-jobs worker: {len(app.jobs)} job(s) on {where}"))
