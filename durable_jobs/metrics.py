@@ -28,7 +28,8 @@ import weakref
 from collections.abc import Iterable, Iterator
 
 import attrs
-import structlog
+
+from .logs import get_logger, storage_failed
 
 try:
     from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -46,7 +47,7 @@ from .runtime.app import DurableJobs
 from .runtime.events import JobEvent
 from .runtime.listing import STATUSES
 
-log = structlog.get_logger("durable_jobs.metrics")
+log = get_logger("durable_jobs.metrics")
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 LATENESS_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -134,7 +135,7 @@ class Metrics:
             try:
                 await self.refresh()
             except DurableJobsError as exc:
-                log.warning("metrics.refresh_failed", error=str(exc))
+                storage_failed(log, "metrics.refresh_failed", exc)
             await asyncio.sleep(interval)
 
     def render(self) -> bytes:
