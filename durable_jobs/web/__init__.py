@@ -1,0 +1,11 @@
+"""The ``web`` extra: the JSON HTTP API over ``jobs.client`` as an ASGI app.
+
+``create_app(jobs, token=...)`` returns a Starlette app: serve it with uvicorn, or
+mount it in another ASGI app.
+"""
+
+from __future__ import annotations
+
+from .app import create_app
+
+__all__ = ["create_app"]
