@@ -254,6 +254,15 @@ def test_duplicate_event_is_409(http: httpx.Client) -> None:
     assert (again.status_code, again.json()["error"]) == (409, "DuplicateEventError")
 
 
+def test_a_handler_that_raises_is_422_and_its_failure_is_kept(http: httpx.Client) -> None:
+    assert post(http, "/api/task/orders/o1/send", {"event": {"amount": 1}}).status_code == 200
+    refused = post(http, "/api/task/orders/o1/send", {"event": {"amount": -1}})
+    assert (refused.status_code, refused.json()["error"]) == (422, "ExecutionError")
+    assert "refunds are not payments" in refused.json()["message"]
+    status = get(http, "/api/task/orders/o1").json()
+    assert status["last_error"]["type"] == "ValueError"
+
+
 def test_body_over_the_limit_is_413(http: httpx.Client) -> None:
     huge = b'{"event": {"amount": 1}, "pad": "' + b"x" * (MAX_PAYLOAD_BYTES + 65 * 1024) + b'"}'
     answer = http.post("/api/task/orders/o1/send", content=huge, headers=AUTH)

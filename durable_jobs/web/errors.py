@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from ..errors import (
     DuplicateEventError,
+    ExecutionError,
     InstanceNotFoundError,
     InvalidStateError,
     JobNotFoundError,
@@ -28,6 +29,7 @@ STATUSES: tuple[tuple[type[Exception], int], ...] = (
     (InstanceNotFoundError, 404),
     (DuplicateEventError, 409),
     (InvalidStateError, 409),
+    (ExecutionError, 422),  # the job's handler refused the request (on_event raised)
     (StorageError, 503),
     (BodyTooLarge, 413),
 )
