@@ -26,6 +26,8 @@ from .auth import BearerAuth
 from .body import event_of, read_object
 from .encode import json_response, to_json
 from .errors import HANDLERS
+from .events import EventStreams
+from .metrics import MetricsRoute
 
 Action = Callable[[Any, str, dict[str, Any]], Awaitable[Any]]
 
@@ -70,6 +72,8 @@ def create_app(jobs: DurableJobs, token: str) -> BearerAuth:
         Route("/api/dead-letters/{instance_id:path}/redrive", api.redrive, methods=["POST"]),
         Route("/api/dead-letters/{instance_id:path}", api.discard, methods=["DELETE"]),
         Route("/api/workers", api.workers, methods=["GET"]),
+        Route("/api/events", EventStreams(jobs).route, methods=["GET"]),
+        Route("/metrics", MetricsRoute(jobs).route, methods=["GET"]),
         Route("/api/{kind}/{job}/{id:path}/{action}", api.act, methods=["POST"]),
         Route("/api/{kind}/{job}/{id:path}", api.status, methods=["GET"]),
     ]
