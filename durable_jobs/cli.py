@@ -7,6 +7,8 @@ import asyncio
 import importlib
 import json
 import os
+import secrets
+import socket
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -61,6 +63,10 @@ class AppLoadError(Exception):
 
 class UsageError(Exception):
     """Options that parse but do not fit together; exit status 2, like argparse's own."""
+
+
+class MissingExtraError(Exception):
+    """The command needs an optional dependency that is not installed."""
 
 
 @attrs.frozen
@@ -521,6 +527,43 @@ async def _worker(app: DurableJobs, args: argparse.Namespace) -> Output:
     return Output(stopped, f"durable-jobs worker: stopped after {worker.delivered} alarm(s)")
 
 
+# Hosts that serve every interface, which the dashboard refuses without a chosen token.
+OPEN_HOSTS = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - a list to refuse, not a bind
+
+
+async def _dashboard(app: DurableJobs, args: argparse.Namespace) -> Output:
+    token = args.token
+    if not token and args.host in OPEN_HOSTS:
+        raise UsageError(
+            f"--host {args.host!r} serves every network the machine is on: "
+            "give a token with --token or DURABLE_JOBS_TOKEN"
+        )
+    try:
+        import uvicorn
+
+        from .web import create_app
+    except ImportError as exc:
+        raise MissingExtraError(
+            f"durable-jobs dashboard needs the web extra: pip install 'durable-jobs[web]' ({exc})"
+        ) from None
+    token = token or secrets.token_urlsafe(24)
+    # Bound here, so that the URL printed is already accepting connections (and so
+    # that --port 0 prints the port it got).
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.create_server((args.host, args.port), family=family)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/?token={token}"
+    started = {"event": "dashboard.started", "url": url}
+    _print(args, Output(started, f"durable-jobs dashboard: open {url}"))
+    config = uvicorn.Config(create_app(app, token), lifespan="off", log_level="warning")
+    try:
+        await uvicorn.Server(config).serve(sockets=[sock])
+    finally:
+        sock.close()
+    return Output({"event": "dashboard.stopped"}, "durable-jobs dashboard: stopped")
+
+
 # --- the command line ----------------------------------------------------------------
 
 
@@ -581,6 +624,17 @@ def _parser() -> argparse.ArgumentParser:
                         help="seconds between looks for alarms set by other processes")  # fmt: skip
     worker.add_argument("--grace", type=float, default=float(_env("grace", 30.0)),
                         help="seconds running handlers get to finish when stopping")  # fmt: skip
+
+    dashboard = command("dashboard", _dashboard, "serve the HTTP API and print the URL to open")
+    dashboard.add_argument("--host", default=_env("host", "127.0.0.1"), help="address to serve on")
+    dashboard.add_argument(
+        "--port",
+        type=int,
+        default=int(_env("port", 8765)),
+        help="port to serve on (0: any free one)",
+    )
+    dashboard.add_argument("--token", default=_env("token"),
+                           help="the API token (default: a fresh one, printed)")  # fmt: skip
 
     listing = command("instances", _instances, "list instances: status, next alarm, last error")
     listing.add_argument("--job", default=_env("job"), help="only this job's")
@@ -682,7 +736,7 @@ def _place_positionals(args: argparse.Namespace, extras: list[str]) -> None:
 def _print(args: argparse.Namespace, output: Output) -> None:
     if not args.json:
         print(output.text, flush=True)
-    elif args.command == "worker":  # a stream of events: one object per line
+    elif args.command in ("worker", "dashboard"):  # a stream of events: one object per line
         print(json.dumps(output.data, default=_encode), flush=True)
     else:
         print(json.dumps(output.data, indent=2, default=_encode), flush=True)
@@ -711,7 +765,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         output = asyncio.run(on(open_app(args)))
-    except (DurableJobsError, AppLoadError) as exc:
+    except (DurableJobsError, AppLoadError, MissingExtraError) as exc:
         return _fail(args, exc)
     except UsageError as exc:
         args.command_parser.error(str(exc))

@@ -14,6 +14,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import structlog
 
@@ -239,15 +240,16 @@ def test_help_documents_the_exit_codes_and_every_command(
     assert "exit status:" in out
     for line in ("0    done", "1    error", "2    usage", "130  the worker"):
         assert line in out
-    for command in ("worker", "instances", "inspect", "history", "trigger", "terminate",
-                    "pause", "resume", "remove", "dead-letters", "workers"):  # fmt: skip
+    for command in ("worker", "dashboard", "instances", "inspect", "history", "trigger",
+                    "terminate", "pause", "resume", "remove", "dead-letters",
+                    "workers"):  # fmt: skip
         assert f"    {command}" in out
 
 
 @pytest.mark.parametrize(
     "command",
-    ["worker", "instances", "inspect", "history", "trigger", "terminate", "pause", "resume",
-     "workers", "dead-letters list", "dead-letters redrive", "dead-letters discard"],
+    ["worker", "dashboard", "instances", "inspect", "history", "trigger", "terminate", "pause",
+     "resume", "workers", "dead-letters list", "dead-letters redrive", "dead-letters discard"],
 )  # fmt: skip
 def test_each_command_has_a_description_and_the_common_options(
     capsys: pytest.CaptureFixture[str], command: str
@@ -577,3 +579,53 @@ async def test_remove_waits_for_the_claim_and_is_fenced(url: str, orphan: str) -
         assert await runtime.storage.read(orphan) is None
     finally:
         await app.aclose()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_the_dashboard_refuses_an_open_host_without_a_token(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, host: str
+) -> None:
+    monkeypatch.delenv("DURABLE_JOBS_TOKEN", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["dashboard", APP, "--storage", "memory://", "--host", host])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--host '{host}'" in err
+    assert "--token or DURABLE_JOBS_TOKEN" in err
+
+
+def test_the_dashboard_prints_its_url_and_serves_the_api(tmp_path: Path) -> None:
+    """With --port 0 it prints the port it got; the token in the URL opens the API."""
+    env = app_env("memory://", tmp_path)
+    env.pop("DURABLE_JOBS_TOKEN", None)
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "durable_jobs.cli", "dashboard", APP, "--json", "--port", "0"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    spawned.append(dashboard)
+    assert dashboard.stdout is not None
+    started = json.loads(dashboard.stdout.readline())
+    assert started["event"] == "dashboard.started"
+    url = httpx.URL(started["url"])
+    assert url.host == "127.0.0.1"
+    token = url.params["token"]
+    assert len(token) >= 32  # a fresh secrets.token_urlsafe(24)
+    base = f"http://127.0.0.1:{url.port}"
+    assert httpx.get(f"{base}/healthz", timeout=10).json() == {"ok": True}
+    assert httpx.get(f"{base}/api/workers", timeout=10).status_code == 401
+    headers = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{base}/api/workers", headers=headers, timeout=10).json() == {"items": []}
+    dashboard.kill()
+    dashboard.wait(timeout=30)
+
+
+def test_the_dashboard_without_the_web_extra_says_which_to_install(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # the import fails
+    code, out, err = run(capsys, "dashboard", APP, "--storage", "memory://")
+    assert out == ""
+    assert code == 1
+    assert err.startswith("error: durable-jobs dashboard needs the web extra: ")
+    assert "durable-jobs[web]" in err
+    assert err.count("\n") == 1
