@@ -26,6 +26,7 @@ from .auth import BearerAuth
 from .body import event_of, read_object
 from .encode import json_response, to_json
 from .errors import HANDLERS
+from .openapi import openapi_endpoint
 
 Action = Callable[[Any, str, dict[str, Any]], Awaitable[Any]]
 
@@ -72,6 +73,7 @@ def create_app(jobs: DurableJobs, token: str) -> BearerAuth:
         Route("/api/workers", api.workers, methods=["GET"]),
         Route("/api/{kind}/{job}/{id:path}/{action}", api.act, methods=["POST"]),
         Route("/api/{kind}/{job}/{id:path}", api.status, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint(jobs), methods=["GET"]),
     ]
     return BearerAuth(Starlette(routes=routes, exception_handlers=HANDLERS), token)
 
