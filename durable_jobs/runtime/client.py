@@ -134,7 +134,7 @@ class ContinuousHandle(_Handle[ContinuousHandler], Generic[S]):
 
     async def terminate(self, id: str, reason: str | None = None) -> TerminateResult:
         """Delete the instance's state and alarm; the id can be started again fresh."""
-        return await self._run(id, ContinuousHandler.terminate, reason)
+        return await self._run(id, ContinuousHandler.terminate, _reason(reason))
 
     async def pause(self, id: str) -> PauseResult:
         """Drop the instance's alarm, keeping its state and counters (status ``stopped``)."""
@@ -192,7 +192,7 @@ class TaskHandle(_Handle[TaskHandler], Generic[S, E]):
 
     async def terminate(self, id: str, reason: str | None = None) -> TerminateResult:
         """Delete the instance's state and alarm; the id can be started again fresh."""
-        return await self._run(id, TaskHandler.terminate, reason)
+        return await self._run(id, TaskHandler.terminate, _reason(reason))
 
 
 class JobsClient:
@@ -303,6 +303,12 @@ class JobsClient:
     async def workers(self) -> list[WorkerInfo]:
         """The workers that refreshed their registration within the last three leases."""
         return [listing.worker_info(w) for w in await self._runtimes.live_workers()]
+
+
+def _reason(reason: object) -> str | None:
+    if reason is not None and not isinstance(reason, str):
+        raise ValidationError(f"invalid reason {reason!r}: expected a string or None")
+    return reason
 
 
 def _limit(limit: object) -> int:

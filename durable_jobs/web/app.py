@@ -28,6 +28,7 @@ from .encode import json_response, to_json
 from .errors import HANDLERS
 from .events import EventStreams
 from .metrics import MetricsRoute
+from .openapi import openapi_endpoint
 
 Action = Callable[[Any, str, dict[str, Any]], Awaitable[Any]]
 
@@ -76,6 +77,7 @@ def create_app(jobs: DurableJobs, token: str) -> BearerAuth:
         Route("/metrics", MetricsRoute(jobs).route, methods=["GET"]),
         Route("/api/{kind}/{job}/{id:path}/{action}", api.act, methods=["POST"]),
         Route("/api/{kind}/{job}/{id:path}", api.status, methods=["GET"]),
+        Route("/openapi.json", openapi_endpoint(jobs), methods=["GET"]),
     ]
     return BearerAuth(Starlette(routes=routes, exception_handlers=HANDLERS), token)
 
