@@ -31,7 +31,6 @@ from .logs import configure_cli
 from .runtime import listing
 from .runtime.app import DurableJobs
 from .runtime.clock import to_datetime
-from .runtime.counters import load_counters
 from .runtime.draft import Draft
 from .runtime.results import DeadLetter, ErrorInfo, Execution, InstanceInfo, Page, WorkerInfo
 from .runtime.shell import Target
@@ -349,12 +348,10 @@ async def _inspect(app: DurableJobs, args: argparse.Namespace) -> Output:
 async def _instance_data(app: DurableJobs, record: InstanceRecord) -> dict[str, Any]:
     now = app.clock.now()
     info = listing.instance_info(record, now, await app.runtimes.served_jobs())
-    counters = attrs.asdict(load_counters(record.meta, record.instance_id, record.kind))
-    del counters["last_error"]  # shown whole as the instance's last_error
     return {
         **attrs.asdict(info, recurse=False),
         "state": _json_or_none(record.state),
-        "counters": {k: _iso(v) if k.endswith("_at") else v for k, v in counters.items()},
+        "counters": listing.shown_counters(record),
     }
 
 

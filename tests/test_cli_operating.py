@@ -8,9 +8,11 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import attrs
 import pytest
 import structlog
 
+from durable_jobs.adapters.records import Commit
 from durable_jobs.cli import main
 from durable_jobs.runtime.clock import FakeClock
 from durable_jobs.testing import TestRuntime
@@ -332,3 +334,21 @@ async def test_workers_lists_the_live_workers(rt: TestRuntime, cli: Cli) -> None
     ]  # fmt: skip
     assert line[0] == worker["worker_id"]
     assert line[5:] == ["3", "0", "flaky,hooks,orders,ticker"]
+
+
+async def test_inspect_shows_an_instance_whose_counters_are_damaged(
+    rt: TestRuntime, cli: Cli
+) -> None:
+    await rt.client.task("orders").send("o1", Pay(1))
+    store = rt.app.storage
+    record = await store.read("task:orders:o1")
+    assert record is not None
+    claim = await store.claim(record.instance_id, "test", rt._clock.now(), rt._clock.now() + 30)
+    assert claim is not None
+    damaged = attrs.evolve(record, meta='{"event_count": "many"}')
+    assert await store.commit(Commit(claim=claim, record=damaged))
+    shown = await cli.json("inspect", "task:orders:o1")
+    assert shown["counters"] is None  # what is left is shown, and nothing is written
+    assert shown["state"] == {"total": 1}
+    assert shown["status"] == "active"
+    assert await store.read("task:orders:o1") == damaged

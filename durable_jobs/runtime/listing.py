@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, cast
 
+import attrs
+
 from ..adapters.records import DeadLetterRecord, HistoryRecord, InstanceRecord, WorkerRecord
 from ..errors import ValidationError
 from .clock import to_datetime, to_datetime_or_none
@@ -62,6 +64,21 @@ def last_error_of(record: InstanceRecord) -> ErrorInfo | None:
     except ValidationError:
         return None
     return error_info(counters.last_error)
+
+
+def shown_counters(record: InstanceRecord) -> dict[str, Any] | None:
+    """The kind's counters as operators read them: times as ISO 8601, without the
+    latest failure (an instance's ``last_error``) or the trace context; ``None`` when
+    they are damaged (a page shows what it can)."""
+    try:
+        counters = load_counters(record.meta, record.instance_id, record.kind)
+    except ValidationError:
+        return None
+    shown = attrs.asdict(counters, filter=lambda a, _: a.name not in ("last_error", "trace"))
+    for name, value in shown.items():
+        if name.endswith("_at") and isinstance(value, int | float):
+            shown[name] = to_datetime(value).isoformat()
+    return shown
 
 
 def is_overdue(alarm_at: float | None, job_name: str, now: float, served: Collection[str]) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import attrs
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -17,11 +16,9 @@ from starlette.routing import Route
 
 from ..errors import InstanceNotFoundError, JobNotFoundError, ValidationError
 from ..runtime.app import DurableJobs
-from ..runtime.clock import to_datetime
-from ..runtime.counters import load_counters
 from ..runtime.ids import check_id
 from ..runtime.jsonfast import loads
-from ..runtime.listing import instance_info
+from ..runtime.listing import instance_info, shown_counters
 from .auth import BearerAuth
 from .body import event_of, read_object
 from .encode import json_response, to_json
@@ -111,7 +108,7 @@ class _Api:
         served = await self.jobs.runtimes.served_jobs()
         detail = to_json(instance_info(record, self.jobs.clock.now(), served))
         detail["state"] = None if record.state is None else loads(record.state)
-        detail["counters"] = _counters(record.meta, instance_id, record.kind)
+        detail["counters"] = shown_counters(record)
         detail["dead_letter"] = to_json(await self.client.dead_letter(instance_id))
         return JSONResponse(detail)
 
@@ -176,17 +173,3 @@ def _int(query: Any, name: str, default: int) -> int:
         return int(text)
     except ValueError:
         raise ValidationError(f"invalid {name} {text!r}: expected an integer") from None
-
-
-def _counters(meta: str, instance_id: str, kind: str) -> dict[str, Any] | None:
-    """The kind's counters, times as ISO 8601; ``None`` when they are damaged (the
-    page shows what it can). The latest failure is the info's ``last_error``."""
-    try:
-        counters = load_counters(meta, instance_id, kind)
-    except ValidationError:
-        return None
-    shown = attrs.asdict(counters, filter=lambda a, _: a.name not in ("last_error", "trace"))
-    for name, value in shown.items():
-        if name.endswith("_at") and isinstance(value, int | float):
-            shown[name] = to_datetime(value).isoformat()
-    return shown
