@@ -100,7 +100,7 @@ def _version() -> str:
 def load_app(path: str) -> DurableJobs:
     """``module:attr`` (attr may be dotted) → the DurableJobs object it names.
 
-    Failures are an :class:`AppLoadError` of one line naming what was wrong; the
+    Failures are an ``AppLoadError`` of one line naming what was wrong; the
     original exception is its ``__cause__``."""
     module_name, _, attr = path.partition(":")
     if os.getcwd() not in sys.path:

@@ -1,4 +1,7 @@
-"""The errors durable-jobs raises. Every one is a :class:`DurableJobsError`."""
+"""The errors durable-jobs raises.
+
+Every one is a [``DurableJobsError``][durable_jobs.errors.DurableJobsError].
+"""
 
 from __future__ import annotations
 

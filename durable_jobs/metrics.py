@@ -13,10 +13,11 @@ Two sources feed them:
   processes (``sum by (job, outcome) (rate(durable_jobs_executions_total[5m]))``).
 - **What the store holds.** Instances, due and overdue alarms, dead letters and live
   workers are the same for every process, read from the store by
-  :meth:`Metrics.refresh` into a snapshot that a scrape renders. Prometheus collects
-  synchronously while the store is asynchronous; rather than block a scrape (and the
-  event loop it may run on) on a store read, the reader decides when to read: a web
-  route awaits ``refresh()`` before ``render()``, a worker process runs
+  [``Metrics.refresh``][durable_jobs.metrics.Metrics.refresh] into a snapshot that a
+  scrape renders. Prometheus collects synchronously while the store is asynchronous;
+  rather than block a scrape (and the event loop it may run on) on a store read, the
+  reader decides when to read: a web route awaits ``refresh()`` before ``render()``,
+  a worker process runs
   ``refresh_every(interval)`` beside it. Until the first refresh these gauges are
   absent, not zero; ``durable_jobs_store_read_timestamp_seconds`` says how old they are.
 """
@@ -60,7 +61,8 @@ def instrument(jobs: DurableJobs, registry: CollectorRegistry | None = None) -> 
 
     ``registry`` defaults to a new ``CollectorRegistry`` (not the global one, so that
     several apps in one process do not clash). A later call returns the same
-    :class:`Metrics`; asking for it in another registry is a ``ValueError``.
+    [``Metrics``][durable_jobs.metrics.Metrics]; asking for it in another registry is a
+    ``ValueError``.
     """
     metrics = _instrumented.get(jobs)
     if metrics is None:
@@ -84,7 +86,8 @@ class Snapshot:
 
 
 class Metrics:
-    """The Prometheus metrics of one app; make it with :func:`instrument`."""
+    """The Prometheus metrics of one app; make it with
+    [``instrument``][durable_jobs.metrics.instrument]."""
 
     def __init__(self, jobs: DurableJobs, registry: CollectorRegistry) -> None:
         self.registry = registry

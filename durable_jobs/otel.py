@@ -27,7 +27,7 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class OtelTracing:
-    """The :class:`~durable_jobs.runtime.tracing.Tracing` of OpenTelemetry."""
+    """The ``durable_jobs.runtime.tracing.Tracing`` of OpenTelemetry."""
 
     def __init__(self, tracer_provider: trace.TracerProvider | None = None) -> None:
         self.tracer = trace.get_tracer("durable_jobs", tracer_provider=tracer_provider)

@@ -1,9 +1,11 @@
 """The extension points of durable-jobs, written as contracts.
 
-A back-end implements :class:`StorageAdapter` and :class:`SchedulerAdapter` (one
-object may implement both). They see JSON text and the records of ``records.py``,
+A back-end implements
+[``StorageAdapter``][durable_jobs.adapters.protocols.StorageAdapter] and
+[``SchedulerAdapter``][durable_jobs.adapters.protocols.SchedulerAdapter] (one object may
+implement both). They see JSON text and the [records][durable_jobs.adapters.records],
 never user types, and they never read the wall clock: every time they need comes
-in as an argument, from the injected :class:`Clock`.
+in as an argument, from the injected [``Clock``][durable_jobs.adapters.protocols.Clock].
 
 Every back-end must pass the conformance suite in ``durable_jobs.testing.conformance``.
 """
@@ -38,9 +40,10 @@ class StorageAdapter(Protocol):
     log and the registry of workers.
 
     Transient faults (a locked database, a dropped connection) must be retried
-    within a bound; what still fails must raise ``StorageError`` and leave nothing
-    half-written. Implementations must be safe to call from several event loops and
-    threads of one process, and — for shared back-ends — from several processes.
+    within a bound; what still fails must raise
+    [``StorageError``][durable_jobs.errors.StorageError] and leave nothing half-written.
+    Implementations must be safe to call from several event loops and threads of one
+    process, and — for shared back-ends — from several processes.
     """
 
     async def open(self) -> None:
@@ -159,7 +162,8 @@ class StorageAdapter(Protocol):
 
 @runtime_checkable
 class SchedulerAdapter(Protocol):
-    """Finds and claims due alarms. An instance's alarm is ``InstanceRecord.alarm_at``.
+    """Finds and claims due alarms. An instance's alarm is
+    [``InstanceRecord.alarm_at``][durable_jobs.adapters.records.InstanceRecord.alarm_at].
 
     An alarm is cleared only by the commit of the execution it started, so a claim
     that expires without a commit leaves the alarm to be delivered again.

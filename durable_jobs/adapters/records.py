@@ -38,7 +38,8 @@ class InstanceRecord:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> InstanceRecord:
-        """A record from the columns of :data:`INSTANCE_COLUMNS`, in that order."""
+        """A record from the columns of
+        [``INSTANCE_COLUMNS``][durable_jobs.adapters.records.INSTANCE_COLUMNS], in that order."""
         # Spelled out: a claim reads a record on every call, and zipping the names
         # into keyword arguments costs more than the rest of this.
         instance_id, kind, job_name, key, state, meta, alarm_at, created_at, updated_at = row
@@ -95,7 +96,9 @@ class DeadLetterRecord:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> DeadLetterRecord:
-        """A record from the columns of :data:`DEAD_LETTER_COLUMNS`, in that order."""
+        """A record from the columns of
+        [``DEAD_LETTER_COLUMNS``][durable_jobs.adapters.records.DEAD_LETTER_COLUMNS], in that
+        order."""
         return cls(**dict(zip(_DEAD_LETTER_FIELDS, row, strict=True)))
 
 
@@ -123,7 +126,8 @@ class HistoryRecord:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> HistoryRecord:
-        """A record from the columns of :data:`HISTORY_COLUMNS`, in that order."""
+        """A record from the columns of
+        [``HISTORY_COLUMNS``][durable_jobs.adapters.records.HISTORY_COLUMNS], in that order."""
         id, instance_id, job_name, trigger, outcome, attempt, started, finished, error = row
         return cls(
             id=id,
@@ -153,7 +157,8 @@ class WorkerRecord:
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> WorkerRecord:
-        """A record from the columns of :data:`WORKER_COLUMNS`; ``jobs`` is JSON."""
+        """A record from the columns of
+        [``WORKER_COLUMNS``][durable_jobs.adapters.records.WORKER_COLUMNS]; ``jobs`` is JSON."""
         worker_id, host, pid, started_at, last_seen_at, concurrency, running, jobs = row
         return cls(
             worker_id=worker_id,

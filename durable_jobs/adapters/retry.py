@@ -2,7 +2,7 @@
 
 Each back-end names its transient errors (a locked SQLite database, a dropped
 PostgreSQL connection); they are retried under a bound, then surface as a
-retryable :class:`StorageError`. Anything else is a persistent fault at once.
+retryable ``StorageError``. Anything else is a persistent fault at once.
 """
 
 from __future__ import annotations

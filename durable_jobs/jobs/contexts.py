@@ -1,7 +1,8 @@
 """What handlers receive. Contexts buffer writes; the runtime commits them after return.
 
 A handler's writes take effect only if it returns: a handler that raises commits
-none of them. ``terminate()`` raises :class:`Terminate`, a ``BaseException`` so that
+none of them. [``terminate()``][durable_jobs.jobs.contexts.StateContext.terminate] raises
+[``Terminate``][durable_jobs.jobs.contexts.Terminate], a ``BaseException`` so that
 a handler's ``except Exception`` cannot swallow it.
 """
 

@@ -139,11 +139,13 @@ def log_level(setting: LogSetting) -> int:
 
 
 class JobDefinition:
-    """What every job definition has: ``Continuous``, ``Debounce`` and ``Task`` derive from it.
+    """What every job definition has: [``Continuous``][durable_jobs.jobs.definitions.Continuous],
+    [``Debounce``][durable_jobs.jobs.definitions.Debounce] and
+    [``Task``][durable_jobs.jobs.definitions.Task] derive from it.
 
     The common base lets a type checker read a mapping of definitions of different kinds,
     written without an annotation, as ``dict[str, JobDefinition]``: what
-    ``create_durable_jobs`` takes.
+    [``create_durable_jobs``][durable_jobs.runtime.app.create_durable_jobs] takes.
     """
 
     kind: Kind
@@ -200,9 +202,10 @@ class Debounce(JobDefinition, Generic[E_co, S_co]):
     """Collect events per id and process them in one batch (the flush).
 
     A batch's state, like any state, is at most 1 MiB of JSON. An ``add`` whose event
-    would take it over is refused with ``ValidationError`` and adds nothing: the batch
-    keeps its events and its flush time (it is not flushed early, which would run
-    ``execute`` at a time nobody chose). Flush it, or bound it with ``max_events``.
+    would take it over is refused with [``ValidationError``][durable_jobs.errors.ValidationError]
+    and adds nothing: the batch keeps its events and its flush time (it is not flushed
+    early, which would run ``execute`` at a time nobody chose). Flush it, or bound it
+    with ``max_events``.
     """
 
     kind: Kind = "debounce"

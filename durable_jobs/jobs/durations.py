@@ -51,5 +51,5 @@ def parse_duration(value: object) -> timedelta:
 
 
 def to_seconds(value: object) -> float:
-    """``parse_duration`` in seconds."""
+    """[``parse_duration``][durable_jobs.jobs.durations.parse_duration] in seconds."""
     return parse_duration(value).total_seconds()

@@ -1,4 +1,5 @@
-"""``create_durable_jobs``: the registry of jobs, its store, its clients and workers."""
+"""[``create_durable_jobs``][durable_jobs.runtime.app.create_durable_jobs]: the registry of
+jobs, its store, its clients and workers."""
 
 from __future__ import annotations
 
@@ -206,9 +207,10 @@ def create_durable_jobs(
     overrides it), ``"memory://"`` or ``"postgresql://…"``. ``lease`` is how long
     a claim lives without renewal (a dead process's instances resume after it);
     ``claim_wait`` how long a call waits for an instance another process is running
-    before it raises a retryable ``StorageError``; ``max_recoveries`` how many times
-    in a row an alarm's activation may die without committing before the alarm is
-    dead-lettered; ``history_limit`` how many history rows each instance keeps.
+    before it raises a retryable [``StorageError``][durable_jobs.errors.StorageError];
+    ``max_recoveries`` how many times in a row an alarm's activation may die without
+    committing before the alarm is dead-lettered; ``history_limit`` how many history
+    rows each instance keeps.
     Durations are ``"30 seconds"``, a ``timedelta`` or seconds.
     Other keyword arguments are options of the storage back-end.
     """

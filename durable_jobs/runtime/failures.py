@@ -31,7 +31,7 @@ def describe(error: BaseException) -> str:
 
 
 def error_info(stored: dict[str, Any] | str | None) -> ErrorInfo | None:
-    """The :class:`ErrorInfo` of a stored failure; a bare string is what versions
+    """The ``ErrorInfo`` of a stored failure; a bare string is what versions
     before ErrorInfo stored (``"Type: message"``)."""
     if stored is None:
         return None

@@ -87,7 +87,7 @@ class JobsRuntime:
         return await self.scheduler.next_alarm_at(self.clock.now(), jobs=self.job_names)
 
     async def deliver(self, claim: Claim) -> None:
-        """Run the due alarm of an instance claimed by :meth:`claim_due`."""
+        """Run the due alarm of an instance claimed by ``claim_due``."""
         record = claim.record
         handler = self.handlers.get(record.job_name) if record is not None else None
         if record is None or handler is None:  # gone since, or not a job of ours

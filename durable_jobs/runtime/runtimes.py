@@ -1,4 +1,4 @@
-"""The jobs bound to one store, and a :class:`JobsRuntime` for each event loop using them.
+"""The jobs bound to one store, and a ``JobsRuntime`` for each event loop using them.
 
 The client and the worker reach the store through this alone, so neither depends
 on the application object that makes them.

@@ -172,7 +172,7 @@ class SyncTaskHandle(Generic[S, E]):
 
 
 class SyncJobsClient:
-    """The methods of :class:`JobsClient`, blocking."""
+    """The methods of [``JobsClient``][durable_jobs.runtime.client.JobsClient], blocking."""
 
     def __init__(self, client: JobsClient, runtimes: Runtimes) -> None:
         self._client = client

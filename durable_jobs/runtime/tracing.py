@@ -1,6 +1,6 @@
 """Where a tracing system plugs into handler calls (the ``otel`` extra is one).
 
-The shell asks a :class:`Tracing` for one span per handler call, and for the trace
+The shell asks a ``Tracing`` for one span per handler call, and for the trace
 context of the client call that arms an alarm, which it keeps with the instance's
 counters so that the run the alarm causes continues that trace.
 """
@@ -20,4 +20,4 @@ class Tracing(Protocol):
         self, name: str, attributes: Mapping[str, str], parent: str | None
     ) -> AbstractContextManager[None]:
         """A span around one handler call; ``parent`` is a context from
-        :meth:`current`, or ``None`` for the active context."""
+        ``current``, or ``None`` for the active context."""

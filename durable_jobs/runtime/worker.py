@@ -27,7 +27,7 @@ class Worker:
 
     Alarms set in this process wake it at once; alarms set by other processes are
     seen within ``poll_interval`` (or sooner, where the back-end notifies). On
-    :meth:`stop` it stops claiming, lets running handlers finish within ``grace``
+    ``stop`` it stops claiming, lets running handlers finish within ``grace``
     seconds, cancels the rest and releases their claims.
     """
 

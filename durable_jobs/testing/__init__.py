@@ -21,7 +21,8 @@ schedule is 105,120, each at a time of its own.)"""
 
 
 class TestRuntime:
-    """Jobs on a fake clock: nothing runs until :meth:`advance` moves time."""
+    """Jobs on a fake clock: nothing runs until
+    [``advance``][durable_jobs.testing.TestRuntime.advance] moves time."""
 
     __test__ = False  # not a pytest test class
 

@@ -2,8 +2,8 @@
 
 The claims (or commits) a loop queues while it runs its ready tasks go out as one
 statement at its next turn; while that statement is out, the next batch gathers. A
-:class:`Batcher` belongs to one loop and to one kind of call, and how a batch reaches
-the server is its ``send``: on a connection of the loop's own (:class:`LoopConnection`,
+``Batcher`` belongs to one loop and to one kind of call, and how a batch reaches
+the server is its ``send``: on a connection of the loop's own (``LoopConnection``,
 no thread involved), or on a pooled connection from a thread, for what needs a
 blocking connection (pipelined transactions) and for loops psycopg cannot drive (the
 Windows proactor loop). The loop's own connection is the fast path: a thread costs two

@@ -2,7 +2,7 @@
 dedicated connection.
 
 The connection lives on its own daemon thread, not in the pool and not on any event
-loop, so every loop of the process is woken through the same :class:`Wakeup` (one
+loop, so every loop of the process is woken through the same ``Wakeup`` (one
 per channel). Notifications carry the sending store's origin; a store ignores its
 own, since its commits already fired the wakeup locally. The store starts listening
 at its first wait for an alarm or for events: a process that only makes calls (a web

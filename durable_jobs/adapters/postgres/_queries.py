@@ -539,5 +539,5 @@ def _where(*conditions: tuple[LiteralString, bool]) -> sql.Composable:
 
 
 def to_record(row: TupleRow) -> InstanceRecord:
-    """An instance from the columns of :data:`COLUMNS`, in that order."""
+    """An instance from the columns of ``COLUMNS``, in that order."""
     return InstanceRecord.from_row(row)

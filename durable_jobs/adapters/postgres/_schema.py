@@ -1,7 +1,7 @@
 """The tables of the PostgreSQL back-end, as versioned migrations.
 
 Migrations only ever get appended: version ``n`` is the ``n``-th entry of
-:data:`MIGRATIONS`. ``migrate`` applies the missing ones in one transaction that
+``MIGRATIONS``. ``migrate`` applies the missing ones in one transaction that
 holds a transaction-scoped advisory lock keyed on the schema, so processes starting
 together queue up instead of racing, and nothing outlives the transaction (safe
 behind PgBouncer in transaction mode).
@@ -408,7 +408,7 @@ def lock_key(schema: str) -> int:
 
 
 def migrate(conn: psycopg.Connection[TupleRow], schema: str, *, to: int = LATEST) -> int:
-    """Bring ``schema`` up to version ``to`` (:data:`LATEST`, unless testing an
+    """Bring ``schema`` up to version ``to`` (``LATEST``, unless testing an
     upgrade); return the version found before.
 
     A schema already up to date is only read, so a role without the right to

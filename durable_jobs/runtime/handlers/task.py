@@ -171,7 +171,7 @@ class TaskHandler(KindHandler):
         """Apply a handler's buffered writes, then give ``on_idle`` its turn.
 
         ``on_idle`` is part of the call it follows: if it raises, that call failed,
-        and the caller undoes the writes made so far (see :func:`_snapshot`).
+        and the caller undoes the writes made so far (see ``_snapshot``).
         """
         self._apply(draft, ctx)
         if draft.alarm_at is None and self.definition.on_idle is not None:
