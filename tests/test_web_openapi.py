@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from durable_jobs.web import create_app
 from durable_jobs.web.openapi import _Schemas, build_document
@@ -63,7 +63,7 @@ def test_every_route_but_healthz_needs_the_bearer_token(document: dict[str, Any]
         for method, op in item.items()
         if op.get("security") == []
     }
-    assert open_ops == {("/healthz", "get")}
+    assert open_ops == {("/healthz", "get"), ("/static/{asset}", "get")}
 
 
 def test_each_served_route_is_documented_and_each_documented_one_served(
@@ -72,17 +72,22 @@ def test_each_served_route_is_documented_and_each_documented_one_served(
     """A documented operation, its path parameters filled in, must reach a route of
     the app that takes its method; every route must be reached by one at least."""
     routes = [r for r in create_app(make_jobs(), token=TOKEN).app.routes if isinstance(r, Route)]
+    # The assets are a mount of static files: GET only.
+    mounts = [r for r in create_app(make_jobs(), token=TOKEN).app.routes if isinstance(r, Mount)]
     reached: set[tuple[str, str]] = set()
     for path, item in document["paths"].items():
         for method in set(item) & METHODS:
             concrete = re.sub(r"\{[^}]+\}", "x", path)
-            route = next(
+            route: Route | Mount | None = next(
                 (r for r in routes if r.path_regex.match(concrete) and method.upper() in r.methods),
                 None,
             )
+            if route is None and method == "get":
+                route = next((m for m in mounts if m.path_regex.match(concrete)), None)
             assert route is not None, f"{method.upper()} {path} is documented but not served"
             reached.add((route.path, method.upper()))
     served = {(r.path, m) for r in routes for m in r.methods or () if m != "HEAD"}
+    served |= {(m.path, "GET") for m in mounts}
     assert served - reached == set(), "served but not documented"
 
 
@@ -96,12 +101,15 @@ def test_action_paths_name_the_app_s_jobs_of_that_kind(document: dict[str, Any])
 def test_error_responses_share_the_error_schema(document: dict[str, Any]) -> None:
     error = document["components"]["schemas"]["Error"]
     assert error["required"] == ["error", "message"]
-    for item in document["paths"].values():
+    for path, item in document["paths"].items():
         for op in item.values():
             for code, response in op["responses"].items():
-                if code == "200" and "application/json" not in response["content"]:
-                    continue  # the event stream and the metrics answer text
-                schema = response["content"]["application/json"]["schema"]
+                content = response.get("content", {})
+                if "application/json" not in content:
+                    # The event stream and the metrics answer text, the pages HTML.
+                    assert code == "200" or not path.startswith("/api/"), (path, code)
+                    continue
+                schema = content["application/json"]["schema"]
                 assert (schema == {"$ref": "#/components/schemas/Error"}) == (code != "200")
 
 

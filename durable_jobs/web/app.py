@@ -12,20 +12,20 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
-from ..errors import InstanceNotFoundError, JobNotFoundError, ValidationError
+from ..errors import JobNotFoundError, ValidationError
 from ..runtime.app import DurableJobs
-from ..runtime.ids import check_id
-from ..runtime.jsonfast import loads
-from ..runtime.listing import instance_info, shown_counters
 from .auth import BearerAuth
 from .body import event_of, read_object
-from .encode import json_response, to_json
+from .detail import instance_detail
+from .encode import json_response
 from .errors import HANDLERS
 from .events import EventStreams
 from .metrics import MetricsRoute
 from .openapi import openapi_endpoint
+from .pages import Pages
 
 Action = Callable[[Any, str, dict[str, Any]], Awaitable[Any]]
 
@@ -58,10 +58,20 @@ ACTIONS: dict[str, dict[str, tuple[tuple[str, ...], Action]]] = {
 
 
 def create_app(jobs: DurableJobs, token: str) -> BearerAuth:
-    """The JSON HTTP API over ``jobs.client``; every route but ``GET /healthz``
-    needs ``Authorization: Bearer <token>``."""
+    """The JSON HTTP API over ``jobs.client`` and the dashboard at ``/``.
+
+    Every route but ``GET /healthz`` and the page assets needs the token: as
+    ``Authorization: Bearer <token>``, or, in a browser, the cookie that opening a page
+    with ``?token=<token>`` sets."""
     api = _Api(jobs)
+    pages = Pages(jobs)
     routes = [
+        Route("/", pages.overview, methods=["GET"]),
+        Route("/instances", pages.instances, methods=["GET"]),
+        Route("/instances/{instance_id:path}", pages.instance, methods=["GET"]),
+        Route("/dead-letters", pages.dead_letters, methods=["GET"]),
+        Route("/events", pages.events, methods=["GET"]),
+        Mount("/static", StaticFiles(packages=[("durable_jobs.web", "static")]), name="static"),
         Route("/healthz", api.healthz, methods=["GET"]),
         Route("/api/instances", api.instances, methods=["GET"]),
         Route("/api/instances/{instance_id:path}/history", api.history, methods=["GET"]),
@@ -76,7 +86,8 @@ def create_app(jobs: DurableJobs, token: str) -> BearerAuth:
         Route("/api/{kind}/{job}/{id:path}", api.status, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint(jobs), methods=["GET"]),
     ]
-    return BearerAuth(Starlette(routes=routes, exception_handlers=HANDLERS), token)
+    app = Starlette(routes=routes, exception_handlers=HANDLERS)
+    return BearerAuth(app, token, ask=pages.ask_for_token)
 
 
 class _Api:
@@ -100,17 +111,7 @@ class _Api:
         return json_response(page)
 
     async def instance(self, request: Request) -> Response:
-        instance_id = check_id(request.path_params["instance_id"], "instance id")
-        runtime = await self.jobs.runtime()
-        record = await runtime.storage.read(instance_id)
-        if record is None:
-            raise InstanceNotFoundError(f"no instance {instance_id!r}")
-        served = await self.jobs.runtimes.served_jobs()
-        detail = to_json(instance_info(record, self.jobs.clock.now(), served))
-        detail["state"] = None if record.state is None else loads(record.state)
-        detail["counters"] = shown_counters(record)
-        detail["dead_letter"] = to_json(await self.client.dead_letter(instance_id))
-        return JSONResponse(detail)
+        return JSONResponse(await instance_detail(self.jobs, request.path_params["instance_id"]))
 
     async def history(self, request: Request) -> Response:
         instance_id = request.path_params["instance_id"]

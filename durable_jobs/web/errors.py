@@ -35,8 +35,13 @@ STATUSES: tuple[tuple[type[Exception], int], ...] = (
 )
 
 
+def status_for(exc: Exception) -> int:
+    """The HTTP status of one of the errors in ``STATUSES``."""
+    return next(code for cls, code in STATUSES if isinstance(exc, cls))
+
+
 async def on_error(request: Request, exc: Exception) -> Response:
-    status = next(code for cls, code in STATUSES if isinstance(exc, cls))
+    status = status_for(exc)
     response = error_response(status, type(exc).__name__, str(exc))
     if isinstance(exc, StorageError) and exc.retryable:
         response.headers["Retry-After"] = "1"

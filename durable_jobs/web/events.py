@@ -44,7 +44,11 @@ class EventStreams:
         job = q.get("job")
         if job is not None and job not in self.jobs.jobs:
             raise JobNotFoundError(f"no job {job!r}")
-        after = _event_id(request.headers.get("last-event-id"))
+        # A reconnecting EventSource sends the last id it saw; a page that rendered the
+        # log up to some event starts its stream with ``?after=`` that id.
+        after = _event_id(request.headers.get("last-event-id"), "Last-Event-ID")
+        if after is None:
+            after = _event_id(q.get("after"), "after")
         if self.open >= self.limit:
             response = error_response(
                 503, "TooManyStreams", f"{self.limit} event streams are open: try again later"
@@ -91,7 +95,7 @@ def frame(event: JobEvent) -> bytes:
     return f"event: {event.type}\nid: {event.id}\ndata: {data}\n\n".encode()
 
 
-def _event_id(text: str | None) -> int | None:
+def _event_id(text: str | None, name: str) -> int | None:
     if text is None or not text.strip():
         return None
     try:
@@ -99,7 +103,7 @@ def _event_id(text: str | None) -> int | None:
     except ValueError:
         value = -1
     if value < 0:
-        raise ValidationError(f"invalid Last-Event-ID {text!r}: expected an event id")
+        raise ValidationError(f"invalid {name} {text!r}: expected an event id")
     return value
 
 

@@ -140,7 +140,26 @@ def _fixed_paths(schemas: _Schemas) -> dict[str, Schema]:
         name: schemas.named(name, _object({"items": {"type": "array", "items": ref(cls)}}))
         for name, cls in (("History", Execution), ("Workers", WorkerInfo))
     }
+    kind = _query("kind", {"enum": list(KINDS)})
+    status = _query("status", {"enum": sorted({s for k in STATUSES.values() for s in k})})
+    page_cursor = _query("cursor", {"type": "string"})
     return {
+        "/": {"get": _page("The dashboard: the overview")},
+        "/instances": {"get": _page("Instances", [job, kind, status, page_cursor])},
+        "/instances/{instance_id}": {"get": _page("One instance", [instance_id])},
+        "/dead-letters": {"get": _page("Dead letters", [job, page_cursor])},
+        "/events": {"get": _page("The live feed of events")},
+        "/static/{asset}": {
+            "get": {
+                "summary": "The dashboard's stylesheet and script",
+                "parameters": [_path("asset")],
+                "security": [],
+                "responses": {
+                    "200": {"description": "OK"},
+                    "404": {"description": "No such asset"},
+                },
+            }
+        },
         "/healthz": {"get": _healthz()},
         "/openapi.json": {"get": _op("This document", {"type": "object"}, errors=(401,))},
         "/api/instances": {
@@ -149,8 +168,8 @@ def _fixed_paths(schemas: _Schemas) -> dict[str, Schema]:
                 ref(Page[InstanceInfo]),
                 params=[
                     job,
-                    _query("kind", {"enum": list(KINDS)}),
-                    _query("status", {"enum": sorted({s for k in STATUSES.values() for s in k})}),
+                    kind,
+                    status,
                     limit,
                     cursor,
                 ],
@@ -189,10 +208,14 @@ def _fixed_paths(schemas: _Schemas) -> dict[str, Schema]:
         "/api/workers": {"get": _op("Live workers", items["Workers"])},
         "/api/events": {
             "get": _text(
-                "The event log as Server-Sent Events, from now on or after the "
-                "'Last-Event-ID' header; at most 32 streams at once",
+                "The event log as Server-Sent Events, from now on, or after the event "
+                "the 'Last-Event-ID' header or 'after' names; at most 32 streams at once",
                 "text/event-stream",
-                params=[_query("instance_id", {"type": "string"}), job],
+                params=[
+                    _query("instance_id", {"type": "string"}),
+                    job,
+                    _query("after", {"type": "integer", "minimum": 0}),
+                ],
                 errors=(400, 401, 404, 503),
             )
         },
@@ -209,6 +232,23 @@ def _text(summary: str, media: str, *, params: list[Schema], errors: tuple[int, 
     op = _op(summary, {"type": "string"}, params=params, errors=errors)
     op["responses"]["200"]["content"] = {media: {"schema": {"type": "string"}}}
     return op
+
+
+def _page(summary: str, params: list[Schema] | None = None) -> Schema:
+    """A dashboard page: HTML, its errors too. A browser may open it once with
+    ``?token=``, which answers 303 to the same address with the token in a cookie."""
+    html = {"text/html": {"schema": {"type": "string"}}}
+    token = _query("token", {"type": "string"})
+    responses: Schema = {
+        "200": {"description": "OK", "content": html},
+        "303": {"description": "The token is now in a cookie: go on without it"},
+    }
+    for code in (400, 404, 503):
+        responses[str(code)] = {"description": ERRORS[code], "content": html}
+    # A browser (Accept: text/html) gets a page asking for the token; a program JSON.
+    error = _json({"$ref": "#/components/schemas/Error"})
+    responses["401"] = {"description": ERRORS[401], "content": html | error}
+    return {"summary": summary, "parameters": [*(params or []), token], "responses": responses}
 
 
 def _healthz() -> Schema:

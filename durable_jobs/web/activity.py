@@ -1,0 +1,111 @@
+"""Executions and failures per minute, for the overview, counted from the event log.
+
+The store keeps no running totals (a counter row would be one more write, on a row
+every worker contends for, in every commit). Instead the app tails the event log
+once, from the oldest event kept, and counts ``job.executed`` and ``job.failed`` by
+the minute they were committed in. The log keeps a bounded number of events, so at
+first the count reaches back only as far as the log does: ``since`` says how far.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections import defaultdict
+
+import attrs
+
+from ..runtime.app import DurableJobs
+from ..runtime.events import JobEvent
+
+WINDOW = 15
+"""Minutes shown, the current one included."""
+CATCH_UP = 1.0
+"""Seconds a page waits, once, for the count to reach the end of the log."""
+
+
+@attrs.frozen
+class Minute:
+    start: float
+    executions: int
+    failures: int
+
+
+@attrs.frozen
+class Counts:
+    minutes: tuple[Minute, ...]
+    """Oldest first, the current minute last."""
+    by_job: dict[str, tuple[int, int]]
+    """Executions and failures per job over the window."""
+    since: float | None
+    """The time of the oldest event counted when the log reaches back less than the
+    window; ``None`` when the window is covered."""
+
+
+class Activity:
+    """Started by the first page that asks; runs on that page's event loop."""
+
+    def __init__(self, jobs: DurableJobs) -> None:
+        self.jobs = jobs
+        # minute number -> job -> [executions, failures]
+        self._minutes: dict[int, dict[str, list[int]]] = defaultdict(
+            lambda: defaultdict(lambda: [0, 0])
+        )
+        self._oldest: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._caught_up = asyncio.Event()
+
+    async def counts(self) -> Counts:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._tally())
+            # A page shows what the log holds, not a count that is still starting.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._caught_up.wait(), CATCH_UP)
+        now = self.jobs.clock.now()
+        current = math.floor(now / 60)
+        first = current - WINDOW + 1
+        for minute in [m for m in self._minutes if m < first]:
+            del self._minutes[minute]
+        minutes = []
+        by_job: dict[str, tuple[int, int]] = {}
+        for minute in range(first, current + 1):
+            jobs = self._minutes.get(minute, {})
+            minutes.append(
+                Minute(
+                    minute * 60.0,
+                    sum(n[0] for n in jobs.values()),
+                    sum(n[1] for n in jobs.values()),
+                )
+            )
+            for job, (executions, failures) in jobs.items():
+                before = by_job.get(job, (0, 0))
+                by_job[job] = (before[0] + executions, before[1] + failures)
+        since = self._oldest if self._oldest is not None and self._oldest > first * 60 else None
+        return Counts(tuple(minutes), by_job, since)
+
+    async def _tally(self) -> None:
+        runtimes = self.jobs.runtimes
+        await runtimes.open()
+        end = await runtimes.storage.last_event_id()
+        if end == 0:
+            self._caught_up.set()
+        async with self.jobs.events.subscribe(after=0) as events:
+            async for event in events:
+                self._count(event)
+                if event.id is not None and event.id >= end:
+                    self._caught_up.set()
+
+    def _count(self, event: JobEvent) -> None:
+        at = event.at.timestamp()
+        if self._oldest is None:
+            self._oldest = at
+        if event.type == "job.executed":
+            self._minutes[math.floor(at / 60)][event.job_name][0] += 1
+        elif event.type == "job.failed":
+            self._minutes[math.floor(at / 60)][event.job_name][1] += 1
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
