@@ -622,7 +622,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--grace", type=float, default=float(_env("grace", 30.0)),
                         help="seconds running handlers get to finish when stopping")  # fmt: skip
 
-    dashboard = command("dashboard", _dashboard, "serve the HTTP API and print the URL to open")
+    dashboard = command("dashboard", _dashboard, "serve the dashboard and HTTP API; print its URL")
     dashboard.add_argument("--host", default=_env("host", "127.0.0.1"), help="address to serve on")
     dashboard.add_argument(
         "--port",

@@ -61,7 +61,9 @@ def send_mail(ctx: TaskContext[Mail]) -> None:
 
 def browser_jobs() -> DurableJobs:
     jobs = make_jobs()
-    mail = Task(state=Mail, event=Mail, on_event=on_mail, execute=send_mail, retry=Retry(max_attempts=1))
+    mail = Task(
+        state=Mail, event=Mail, on_event=on_mail, execute=send_mail, retry=Retry(max_attempts=1)
+    )
     return DurableJobs(
         {**jobs.jobs, "mail": mail}, storage="memory://", clock=jobs.clock, heartbeat=False
     )
@@ -177,7 +179,7 @@ def test_the_overview_follows_the_store_without_a_reload(
 def test_a_redrive_from_the_page_runs_the_instance(
     page: Any, server: tuple[DurableJobs, httpx.Client]
 ) -> None:
-    jobs, http = server
+    _, http = server
     api(http, "/api/task/mail/m1/send", {"event": {"to": "ann@example.com"}})
     api(http, "/api/task/mail/m1/trigger")  # fails: dead-lettered at once
     assert SENT == []

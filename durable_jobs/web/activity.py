@@ -16,8 +16,12 @@ from collections import defaultdict
 
 import attrs
 
+from ..errors import DurableJobsError
+from ..logs import get_logger, storage_failed
 from ..runtime.app import DurableJobs
 from ..runtime.events import JobEvent
+
+log = get_logger("durable_jobs.web")
 
 WINDOW = 15
 """Minutes shown, the current one included."""
@@ -57,8 +61,13 @@ class Activity:
         self._caught_up = asyncio.Event()
 
     async def counts(self) -> Counts:
-        if self._task is None:
+        if self._task is None or self._task.done():
+            # First use, or the tally stopped on a store that failed: start it (again).
+            self._minutes.clear()
+            self._oldest = None
+            self._caught_up = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._tally())
+            self._task.add_done_callback(_log_failure)
             # A page shows what the log holds, not a count that is still starting.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._caught_up.wait(), CATCH_UP)
@@ -106,6 +115,15 @@ class Activity:
             self._minutes[math.floor(at / 60)][event.job_name][1] += 1
 
     async def close(self) -> None:
+        """Stop following the log (the app's server is stopping)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        if isinstance(exc, DurableJobsError):
+            storage_failed(log, "dashboard.activity_failed", exc)
+        else:
+            log.error("dashboard.activity_failed", exc_info=exc)

@@ -6,7 +6,8 @@ schemas through the client, so a pydantic layer would be a second schema system.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -86,7 +87,13 @@ def create_app(jobs: DurableJobs, token: str) -> BearerAuth:
         Route("/api/{kind}/{job}/{id:path}", api.status, methods=["GET"]),
         Route("/openapi.json", openapi_endpoint(jobs), methods=["GET"]),
     ]
-    app = Starlette(routes=routes, exception_handlers=HANDLERS)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await pages.activity.close()
+
+    app = Starlette(routes=routes, exception_handlers=HANDLERS, lifespan=lifespan)
     return BearerAuth(app, token, ask=pages.ask_for_token)
 
 
