@@ -615,6 +615,12 @@ def test_the_dashboard_prints_its_url_and_serves_the_api(tmp_path: Path) -> None
     assert httpx.get(f"{base}/api/workers", timeout=10).status_code == 401
     headers = {"Authorization": f"Bearer {token}"}
     assert httpx.get(f"{base}/api/workers", headers=headers, timeout=10).json() == {"items": []}
+    # The URL as a browser opens it: the token moves into a cookie, the page follows.
+    with httpx.Client(follow_redirects=True, timeout=10) as browser:
+        page = browser.get(started["url"], headers={"Accept": "text/html"})
+        assert page.status_code == 200
+        assert str(page.url) == f"{base}/"
+        assert "<h1>Overview</h1>" in page.text
     dashboard.kill()
     dashboard.wait(timeout=30)
 
