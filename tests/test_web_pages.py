@@ -6,12 +6,14 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from durable_jobs.web import create_app
 from durable_jobs.web.auth import COOKIE
+from tests.conftest import BACKENDS, drop_schema, make_store
 from tests.test_web import AUTH, TOKEN, make_jobs, serve
 
 HTML = {"Accept": "text/html"}
@@ -335,3 +337,30 @@ def test_pages_follow_the_prefix_they_are_mounted_under() -> None:
         assert 'href="/jobs/static/dashboard.css"' in page
         assert 'data-events="/jobs/api/events"' in page
         assert http.get("/jobs/static/dashboard.js").status_code == 200
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_page_on_every_back_end(backend: str, tmp_path: Path) -> None:
+    adapter, schema = make_store(backend, tmp_path)
+    try:
+        for http in serve(create_app(make_jobs(storage=(adapter, adapter)), token=TOKEN)):
+            http.cookies.set(COOKIE, TOKEN)
+            send(http, "/api/task/orders/o1/send", {"event": {"amount": 1}})
+            send(http, "/api/task/orders/o1/trigger")
+            send(http, "/api/task/orders/big/send", {"event": {"amount": 500}})
+            send(http, "/api/task/orders/big/trigger")
+            overview = text(http.get("/").text)
+            assert "1 instances" in overview
+            assert "1 dead letters" in overview
+            assert "Last minute: 1 executions, 1 failures" in overview
+            assert "o1 orders task idle" in text(http.get("/instances").text)
+            assert "redrive" in http.get("/instances/task:orders:big").text
+            assert "task:orders:big" in text(http.get("/dead-letters").text)
+            feed = http.get("/events").text
+            assert re.findall(r'class="event ([\w-]+)"', feed)[:2] == [
+                "job-retry_exhausted",
+                "job-failed",
+            ]
+    finally:
+        if schema is not None:
+            drop_schema(schema)
