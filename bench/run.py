@@ -12,7 +12,7 @@ import importlib
 import sys
 from pathlib import Path
 
-SUITES = ["memory", "sqlite", "postgres", "growth"]
+SUITES = ["memory", "sqlite", "postgres", "growth", "dashboard"]
 
 
 def main() -> None:
