@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ import structlog
 
 from durable_jobs import create_durable_jobs
 from durable_jobs.adapters.records import Commit, DeadLetterRecord
-from durable_jobs.cli import main, remove_instance, shown_storage
+from durable_jobs.cli import listening_socket, main, remove_instance, shown_storage
 from durable_jobs.errors import StorageError
 from tests.apps.counter import Bump, blocking, counter
 from tests.processes import ROOT, app_env, observer, observers, spawned, wait_until
@@ -635,3 +636,23 @@ def test_the_dashboard_without_the_web_extra_says_which_to_install(
     assert err.startswith("error: durable-jobs dashboard needs the web extra: ")
     assert "durable-jobs[web]" in err
     assert err.count("\n") == 1
+
+
+async def test_the_dashboard_s_connections_answer_without_nagle_s_delay() -> None:
+    """asyncio sets TCP_NODELAY only on connections of a socket that says it is TCP;
+    without it each answer after a connection's first waits for the client's ACK."""
+    accepted: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Probe(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            accepted.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    sock = listening_socket("127.0.0.1", 0)
+    server = await asyncio.get_running_loop().create_server(Probe, sock=sock)
+    async with server:
+        _, writer = await asyncio.open_connection(*sock.getsockname()[:2])
+        assert await accepted != 0
+        writer.close()
+        await writer.wait_closed()

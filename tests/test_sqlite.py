@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -415,3 +416,31 @@ async def test_history_ids_are_never_given_twice(tmp_path: Path) -> None:
     await store.close()
     assert len(ids) == 2
     assert ids[1] > ids[0]
+
+
+async def test_counting_every_instance_leaves_the_loop_free(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``stats`` reads the whole table (tens of ms at 100,000 instances): the loop's
+    other calls go on meanwhile. Were it read on the loop, the loop would wait here
+    for a release that only the loop gives."""
+    store = SQLiteStore(str(tmp_path / "jobs.db"))
+    await store.open()
+    counting, release = threading.Event(), threading.Event()
+    count = SQLiteStore._count
+
+    def held(self: SQLiteStore, conn: sqlite3.Connection, now: float) -> Any:
+        counting.set()
+        assert release.wait(10), "the count was read on the loop"
+        return count(self, conn, now)
+
+    monkeypatch.setattr(SQLiteStore, "_count", held)
+    try:
+        stats = asyncio.ensure_future(store.stats(0.0))
+        assert await asyncio.to_thread(counting.wait, 10)
+        assert await store.read("task:orders:o1") is None  # the loop answers meanwhile
+        release.set()
+        assert (await stats).instances == ()
+    finally:
+        release.set()
+        await store.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ import uvicorn
 
 from durable_jobs import Continuous, Debounce, StorageError, Task, TaskContext, every
 from durable_jobs.adapters.memory import MemoryStore
+from durable_jobs.cli import listening_socket
 from durable_jobs.runtime.app import DurableJobs
 from durable_jobs.runtime.clock import FakeClock
 from durable_jobs.runtime.codec import MAX_PAYLOAD_BYTES
@@ -55,9 +55,7 @@ def make_jobs(storage: Any = "memory://") -> DurableJobs:
 def serve(app: Any) -> Iterator[httpx.Client]:
     """``app`` on uvicorn in a thread, on a socket bound and listening before the
     thread starts: requests queue in its backlog until the server accepts them."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
+    sock = listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
