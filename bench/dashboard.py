@@ -35,7 +35,6 @@ import io
 import logging
 import os
 import pstats
-import socket
 import sqlite3
 import statistics
 import sys
@@ -63,6 +62,7 @@ from durable_jobs import (
     create_durable_jobs,
     every,
 )
+from durable_jobs.cli import listening_socket
 from durable_jobs.web import create_app
 
 DSN = os.environ.get("BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -252,17 +252,10 @@ def fill_postgres(schema: str, total: int) -> None:
 
 
 @contextlib.contextmanager
-def serve(app: Any, nodelay: bool = True) -> Iterator[httpx.Client]:
-    """``app`` on uvicorn in a thread, on a socket bound here, as tests/test_web.py and
-    ``durable-jobs dashboard`` serve it. A socket handed to uvicorn keeps Nagle's
-    algorithm on (uvicorn's own sockets turn it off): its responses after the first on
-    a connection wait ~40 ms for the client's delayed ACK. ``nodelay`` turns it off,
-    so that the figures are the app's time."""
-    sock = socket.socket()
-    if nodelay:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted ones inherit it
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(16)
+def serve(app: Any) -> Iterator[httpx.Client]:
+    """``app`` on uvicorn in a thread, on a socket bound as ``durable-jobs dashboard``
+    binds it."""
+    sock = listening_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -312,12 +305,6 @@ def measure(name: str, make: Callable[[], DurableJobs], requests: int) -> list[d
         for label, path in PAGES:
             found = time_page(http, path, requests)
             rows.append({"store": name, "page": label, "instances": count, **found})
-    if name == "sqlite":  # the overview as `durable-jobs dashboard` serves it
-        jobs = make()
-        with serve(create_app(jobs, token=TOKEN), nodelay=False) as http:
-            found = time_page(http, "/", requests)
-            rows.append({"store": name, "page": "GET / (Nagle on, as CLI)", "instances": count,
-                         **found})  # fmt: skip
     return rows
 
 

@@ -261,6 +261,49 @@ async def test_closing_a_subscription_ends_its_iteration_after_the_events_before
     await jobs.aclose()
 
 
+async def test_a_subscription_to_some_types_gets_only_those() -> None:
+    job = ping_task()
+    jobs = create_durable_jobs({"p": job}, storage="memory://", clock=ManualClock())
+    async with jobs.events.subscribe(types=("job.terminated", "job.failed")) as subscription:
+        await jobs.client.task(job).send("a", Ping(1))  # job.started, passed over
+        with pytest.raises(ExecutionError):
+            await jobs.client.task(job).send("a", Ping(-1))  # job.failed
+        await jobs.client.task(job).terminate("a", "bye")
+        received = [await next_event(subscription) for _ in range(2)]
+        assert [e.type for e in received] == ["job.failed", "job.terminated"]
+        assert received[1].reason == "bye"
+    await jobs.aclose()
+
+
+def test_unknown_event_types_are_refused_by_name() -> None:
+    jobs = create_durable_jobs({"p": ping_task()}, storage="memory://", clock=ManualClock())
+
+    async def subscribe(types: Any) -> None:
+        jobs.events.subscribe(types=types)
+
+    with pytest.raises(ValueError, match=r"unknown event types 'job\.done'") as refused:
+        asyncio.run(subscribe(["job.executed", "job.done"]))
+    assert "job.executed" in str(refused.value)  # the allowed ones are listed
+    with pytest.raises(TypeError, match=r"not the string 'job\.executed'"):
+        asyncio.run(subscribe("job.executed"))
+
+
+async def test_a_subscription_after_another_s_position_goes_on_from_there() -> None:
+    job = ping_task()
+    jobs = create_durable_jobs({"p": job}, storage="memory://", clock=ManualClock())
+    await jobs.client.task(job).send("a", Ping(1))
+    first = jobs.events.subscribe(after=0, types=("job.terminated",))
+    async with first:
+        first.close()  # reads to where the log ends, then stops
+        assert [e async for e in first] == []
+    assert first.position == await jobs.storage.last_event_id()  # read, passed over
+    async with jobs.events.subscribe(after=first.position) as second:
+        await jobs.client.task(job).terminate("a")
+        event = await next_event(second)
+        assert (event.type, event.id) == ("job.terminated", first.position + 1)
+    await jobs.aclose()
+
+
 # -- the HTTP tracker --------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import concurrent.futures
 import contextlib
 import json
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,7 +76,8 @@ class JobEvent:
         return fields
 
     def to_json(self) -> str:
-        """As the event log stores it: without ``id``, which the log gives."""
+        """As the event log stores it: without ``id``, which the log gives; ``type``
+        first, which subscriptions to some types read before parsing."""
         data = self.data
         fields: dict[str, Any] = {
             "type": self.type,
@@ -101,9 +102,26 @@ class JobEvent:
 _CLOSED: Any = object()
 
 
+def _types(types: Collection[str]) -> Collection[str]:
+    if isinstance(types, str):
+        raise TypeError(f"types must be a collection of event types, not the string {types!r}")
+    unknown = sorted(set(types) - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(
+            f"unknown event types {', '.join(map(repr, unknown))}: "
+            f"expected some of {', '.join(EVENT_TYPES)}"
+        )
+    return types
+
+
+def _start(type: str) -> str:
+    return _dumps({"type": type})[:-1] + ","
+
+
 class Subscription:
     """An async iterator over the events committed after it was made, by any process
-    sharing the store, in commit order; optionally of one instance or one job.
+    sharing the store, in commit order; optionally of one instance, one job, or some
+    event types.
 
     It tails the store's event log from the position the log had when it was made.
     Closing it ends the iteration once the events received before are consumed.
@@ -117,11 +135,15 @@ class Subscription:
         instance_id: str | None = None,
         job: str | None = None,
         after: int | None = None,
+        types: Collection[str] | None = None,
     ) -> None:
         self._bus = bus
         self._storage = storage
         self._instance_id = instance_id
         self._job = job
+        # Events of other types are passed over before they are parsed, by how their
+        # stored text starts (``JobEvent.to_json`` writes the type first).
+        self._starts = None if types is None else tuple(_start(t) for t in _types(types))
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[JobEvent] = asyncio.Queue()
         self.positioned: concurrent.futures.Future[None] = concurrent.futures.Future()
@@ -129,6 +151,12 @@ class Subscription:
         self._tail = self._loop.create_task(self._follow(after))
         self._finish: asyncio.Task[None] | None = None
         bus.settling(self)
+
+    @property
+    def position(self) -> int | None:
+        """The id of the last event of the log read, delivered or passed over: a
+        subscription made with ``after=position`` goes on from here."""
+        return self._position
 
     def _wants(self, event: JobEvent) -> bool:
         return (self._instance_id is None or event.instance_id == self._instance_id) and (
@@ -157,8 +185,11 @@ class Subscription:
         """Queue the next events of the log; return how many were read."""
         assert self._position is not None
         entries = await self._storage.read_events(self._position, BATCH)
+        starts = self._starts
         for entry in entries:
             self._position = entry.id
+            if starts is not None and not entry.event.startswith(starts):
+                continue
             event = JobEvent.from_json(entry.event, entry.id)
             if self._wants(event):
                 self._queue.put_nowait(event)
@@ -242,10 +273,14 @@ class EventBus:
         job: str | None = None,
         *,
         after: int | None = None,
+        types: Collection[str] | None = None,
     ) -> Subscription:
         """Events committed from now on (or after event id ``after``), of one instance
-        or one job if given. Call from the event loop that will iterate."""
-        return Subscription(self, self._storage, instance_id=instance_id, job=job, after=after)
+        or one job if given, of the given ``types`` if given (a ``ValueError`` names an
+        unknown one). Call from the event loop that will iterate."""
+        return Subscription(
+            self, self._storage, instance_id=instance_id, job=job, after=after, types=types
+        )
 
     def settling(self, subscription: Subscription) -> None:
         """``subscription`` is reading where the log ends (it starts, or it closes)."""

@@ -94,21 +94,25 @@ class Activity:
         return Counts(tuple(minutes), by_job, since)
 
     async def _tally(self) -> None:
-        runtimes = self.jobs.runtimes
-        await runtimes.open()
-        end = await runtimes.storage.last_event_id()
-        if end == 0:
-            self._caught_up.set()
-        async with self.jobs.events.subscribe(after=0) as events:
+        counted = ("job.executed", "job.failed")
+        await self.jobs.runtimes.open()
+        first = await self.jobs.runtimes.storage.read_events(0, 1)
+        if first:  # how far back the log reaches, whatever the type of its oldest event
+            self._oldest = JobEvent.from_json(first[0].event).at.timestamp()
+        # The log as it is now, to its end: closed at once, the subscription reads to
+        # where the log ends and stops there. Then on, from where it stopped.
+        kept = self.jobs.events.subscribe(after=0, types=counted)
+        async with kept:
+            kept.close()
+            async for event in kept:
+                self._count(event)
+        self._caught_up.set()
+        async with self.jobs.events.subscribe(after=kept.position, types=counted) as events:
             async for event in events:
                 self._count(event)
-                if event.id is not None and event.id >= end:
-                    self._caught_up.set()
 
     def _count(self, event: JobEvent) -> None:
         at = event.at.timestamp()
-        if self._oldest is None:
-            self._oldest = at
         if event.type == "job.executed":
             self._minutes[math.floor(at / 60)][event.job_name][0] += 1
         elif event.type == "job.failed":
