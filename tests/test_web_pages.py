@@ -364,3 +364,14 @@ def test_every_page_on_every_back_end(backend: str, tmp_path: Path) -> None:
     finally:
         if schema is not None:
             drop_schema(schema)
+
+
+@pytest.mark.parametrize("path", ["//evil.example/x", "/\\evil.example/x", "/\\/evil.example"])
+def test_the_token_s_redirect_stays_on_this_server(http: httpx.Client, path: str) -> None:
+    url = http.base_url.copy_with(raw_path=f"{path}?token={TOKEN}".encode())
+    answer = http.send(http.build_request("GET", url, headers=HTML))
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    assert location.startswith("/")
+    assert not location.startswith(("//", "/\\"))
+    assert "evil.example" in location  # kept as a path on this server, where it is a 404

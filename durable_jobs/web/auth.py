@@ -74,8 +74,10 @@ class BearerAuth:
         rest = urllib.parse.urlencode(
             [(k, v) for k, v in QueryParams(scope["query_string"]).multi_items() if k != "token"]
         )
-        # A relative address: the Host header does not choose where the browser goes.
-        response = RedirectResponse(root + _route_path(scope) + (f"?{rest}" if rest else ""), 303)
+        # A path on this server whatever the request's: not the Host header's choice,
+        # and not ``//elsewhere`` (or ``/\\elsewhere``), which browsers read as a host.
+        path = root + "/" + _route_path(scope).lstrip("/\\")
+        response = RedirectResponse(path + (f"?{rest}" if rest else ""), 303)
         response.set_cookie(
             COOKIE,
             given,
