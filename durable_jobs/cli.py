@@ -571,7 +571,8 @@ async def _dashboard(app: DurableJobs, args: argparse.Namespace) -> Output:
     url = f"http://{shown}:{port}/?token={token}"
     started = {"event": "dashboard.started", "url": url}
     _print(args, Output(started, f"durable-jobs dashboard: open {url}"))
-    config = uvicorn.Config(create_app(app, token), lifespan="off", log_level="warning")
+    # The app's lifespan stops the overview's tally of the event log on shutdown.
+    config = uvicorn.Config(create_app(app, token), lifespan="on", log_level="warning")
     try:
         await uvicorn.Server(config).serve(sockets=[sock])
     finally:

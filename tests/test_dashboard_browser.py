@@ -21,6 +21,8 @@ from starlette.routing import Route
 from durable_jobs import Retry, Task, TaskContext
 from durable_jobs.runtime.app import DurableJobs
 from durable_jobs.web import create_app
+from durable_jobs.web import pages as web_pages
+from durable_jobs.web.events import EventStreams
 from tests.test_web import AUTH, TOKEN, make_jobs, serve
 
 CHROMIUM = os.environ.get("DURABLE_JOBS_CHROMIUM") or shutil.which("chromium") or ""
@@ -84,7 +86,9 @@ def server() -> Iterator[tuple[DurableJobs, httpx.Client]]:
     FAILING["on"] = True
     SENT.clear()
     jobs = browser_jobs()
-    for http in serve(create_app(jobs, token=TOKEN)):
+    app = create_app(jobs, token=TOKEN)
+    for http in serve(app):
+        SERVED[base(http)] = app
         yield jobs, http
 
 
@@ -100,6 +104,18 @@ def page(chromium: Any, server: tuple[DurableJobs, httpx.Client]) -> Iterator[An
     page.goto(f"{base(server[1])}/?token={TOKEN}")
     yield page
     context.close()
+
+
+SERVED: dict[str, Any] = {}
+
+
+def events_route(http: httpx.Client) -> EventStreams:
+    """The served app's event streams, whose limit a test changes while it serves."""
+    app = SERVED[base(http)]
+    (route,) = [r for r in app.app.routes if getattr(r, "path", None) == "/api/events"]
+    streams = route.endpoint.__self__
+    assert isinstance(streams, EventStreams)
+    return streams
 
 
 def base(http: httpx.Client) -> str:
@@ -208,6 +224,64 @@ def test_actions_on_the_instance_page(page: Any, server: tuple[DurableJobs, http
     page.get_by_role("button", name="Terminate").click()
     page.locator("#flash", has_text="no longer needed").wait_for()
     assert http.get("/api/continuous/ticker/t1", headers=AUTH).json()["status"] == "not_found"
+    # The page re-reads itself, finds the instance gone, and offers nothing more.
+    page.locator("#flash", has_text="This is gone").wait_for()
+    assert page.get_by_role("button", name="Trigger").is_disabled()
+
+
+def test_what_time_changes_shows_without_an_event(
+    chromium: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No event says that an alarm fell due with no worker to run it: the page
+    re-reads itself now and then."""
+    monkeypatch.setattr(web_pages, "POLL", 0.2)
+    jobs = browser_jobs()
+    for http in serve(create_app(jobs, token=TOKEN)):
+        api(http, "/api/task/orders/o1/send", {"event": {"amount": 3}})  # due in 5 minutes
+        context = chromium.new_context()
+        page = context.new_page()
+        page.goto(f"{base(http)}/?token={TOKEN}")
+        overdue = page.locator("#summary .card", has_text="overdue")
+        assert overdue.inner_text().startswith("0")
+        jobs.clock.set(jobs.clock.now() + 600)
+        page.locator("#summary .card.bad", has_text="overdue").wait_for(timeout=WAIT)
+        assert overdue.inner_text().startswith("1")
+        context.close()
+
+
+def test_an_open_traceback_stays_the_only_one_open_across_a_refresh(
+    page: Any, server: tuple[DurableJobs, httpx.Client]
+) -> None:
+    _, http = server
+    for n in range(3):
+        api(http, f"/api/task/mail/m{n}/send", {"event": {"to": f"user{n}@example.com"}})
+        api(http, f"/api/task/mail/m{n}/trigger")  # dead-lettered, with a traceback
+    page.goto(base(http) + "/dead-letters")
+    live(page)
+    page.locator("#dead-letters summary").nth(1).click()
+    page.locator("#dead-letters").evaluate("s => s.dataset.seen = 'old'")
+    api(http, "/api/task/orders/o1/send", {"event": {"amount": 3}})  # an event: a refresh
+    page.wait_for_function("() => document.querySelector('#dead-letters').dataset.seen !== 'old'")
+    opened = page.locator("#dead-letters details[open]")
+    assert opened.count() == 1
+    assert opened.get_attribute("data-key") == "traceback:task:mail:m1"
+
+
+def test_the_page_listens_again_once_a_stream_is_refused(
+    chromium: Any, server: tuple[DurableJobs, httpx.Client]
+) -> None:
+    _, http = server
+    streams = events_route(http)
+    streams.limit = 0  # every stream refused: 503
+    context = chromium.new_context()
+    page = context.new_page()
+    page.goto(f"{base(http)}/events?token={TOKEN}")
+    page.locator("#live", has_text="offline").wait_for(timeout=WAIT)
+    streams.limit = 32
+    live(page)
+    api(http, "/api/task/orders/o9/send", {"event": {"amount": 3}})
+    page.locator("#feed tr", has_text="task:orders:o9").first.wait_for()
+    context.close()
 
 
 def test_a_page_without_the_token_is_refused(

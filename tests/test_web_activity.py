@@ -74,3 +74,20 @@ async def wait_until(activity: Activity, done: Callable[[Counts], bool]) -> None
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"not counted: {counts}")
+
+
+async def test_pages_loading_together_at_first_all_wait_for_the_count() -> None:
+    jobs = make_jobs()
+    orders = jobs.client.task("orders")
+    for n in range(20):
+        await orders.send(f"o{n}", Pay(1))
+        await orders.trigger(f"o{n}")
+    activity = Activity(jobs)
+    try:
+        first, second = await asyncio.gather(activity.counts(), activity.counts())
+        assert first.by_job == second.by_job == {"orders": (20, 0)}
+        assert first.complete
+        assert second.complete
+    finally:
+        await activity.close()
+        await jobs.runtimes.close_current()

@@ -135,6 +135,27 @@ def test_streams_over_the_limit_answer_503(monkeypatch: pytest.MonkeyPatch) -> N
             assert "Retry-After" in over.headers
 
 
+def test_head_answers_the_headers_and_holds_no_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(web_events, "MAX_STREAMS", 1)
+    for http in serve(create_app(make_jobs(), token=TOKEN)):
+        for _ in range(3):
+            head = http.head("/api/events", headers=AUTH)
+            assert head.status_code == 200
+            assert head.headers["content-type"].startswith("text/event-stream")
+        with http.stream("GET", "/api/events", headers=AUTH) as one:
+            assert one.status_code == 200  # the HEADs left the one slot free
+
+
+def test_an_id_past_the_log_s_end_streams_from_its_end(http: httpx.Client) -> None:
+    """A browser that saw a store made afresh since would otherwise wait for ever."""
+    after = {**AUTH, "Last-Event-ID": "99999999999999999999"}
+    with http.stream("GET", "/api/events", headers=after) as answer:
+        stream = frames(answer.iter_lines())
+        assert next(stream) == {"comment": "open"}
+        post(http, "/api/task/orders/o1/send", {"event": {"amount": 5}})
+        assert next(stream)["event"] == "job.started"
+
+
 def test_the_stream_refuses_bad_input(http: httpx.Client) -> None:
     assert http.get("/api/events").status_code == 401
     unknown = http.get("/api/events", params={"job": "nope"}, headers=AUTH)

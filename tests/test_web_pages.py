@@ -74,6 +74,19 @@ def test_a_program_gets_json_and_the_token_in_a_query_does_nothing(http: httpx.C
     assert answer.json()["error"] == "Unauthorized"
 
 
+def test_other_servers_cookies_on_this_host_do_not_hide_the_token(http: httpx.Client) -> None:
+    malformed = 'prefs={"a":1}; other="a b; x=\\a; ' + f"{COOKIE}={TOKEN}"
+    assert http.get("/api/instances", headers={"Cookie": malformed}).status_code == 200
+
+
+def test_the_token_s_redirect_keeps_an_escaped_id_escaped(http: httpx.Client) -> None:
+    url = http.base_url.copy_with(
+        raw_path=f"/instances/task:orders:a%3Fb%23c?token={TOKEN}&x=1".encode()
+    )
+    answer = http.send(http.build_request("GET", url, headers=HTML))
+    assert answer.headers["location"] == "/instances/task:orders:a%3Fb%23c?x=1"
+
+
 def test_the_assets_need_no_token(http: httpx.Client) -> None:
     script = http.get("/static/dashboard.js")
     assert script.status_code == 200
@@ -115,6 +128,16 @@ def test_a_state_change_from_the_dashboard_s_own_origin_is_done(browser: httpx.C
     )
     assert answer.status_code == 200, answer.text
     assert browser.get("/api/task/orders/o1").json()["status"] == "active"
+
+
+def test_a_browser_s_same_origin_word_is_enough_behind_a_proxy(browser: httpx.Client) -> None:
+    """A proxy may send its upstream's Host; the browser's Sec-Fetch-Site still says
+    the request came from the dashboard's own page."""
+    headers = {"Origin": "https://jobs.example.com", "Sec-Fetch-Site": "same-origin"}
+    answer = browser.post(
+        "/api/task/orders/o1/send", json={"event": {"amount": 5}}, headers=headers
+    )
+    assert answer.status_code == 200, answer.text
 
 
 def test_the_bearer_header_needs_no_origin(http: httpx.Client) -> None:
@@ -159,7 +182,7 @@ def test_overview_counts_instances_alarms_dead_letters_and_runs(browser: httpx.C
     # active 2, idle 1 (o0 settled), the due, overdue, dead letters, runs, failures columns
     assert "active 2 idle 1" in row
     assert row.split()[-5:] == ["0", "0", "1", "1", "1"]
-    assert "Last minute: 1 executions, 1 failures" in shown
+    assert "This minute so far: 1 executions, 1 failures" in shown
 
 
 def test_overview_shows_overdue_alarms_of_jobs_no_worker_serves() -> None:
@@ -331,7 +354,7 @@ def test_pages_follow_the_prefix_they_are_mounted_under() -> None:
         opened = http.get(f"/jobs/?token={TOKEN}", headers=HTML)
         assert opened.status_code == 303
         assert opened.headers["location"] == "/jobs/"
-        assert "Path=/jobs/" in opened.headers["set-cookie"]
+        assert "Path=/jobs;" in opened.headers["set-cookie"]  # /jobs and below
         http.cookies.set(COOKIE, TOKEN)
         page = http.get("/jobs/").text
         assert 'href="/jobs/static/dashboard.css"' in page
@@ -352,7 +375,7 @@ def test_every_page_on_every_back_end(backend: str, tmp_path: Path) -> None:
             overview = text(http.get("/").text)
             assert "1 instances" in overview
             assert "1 dead letters" in overview
-            assert "Last minute: 1 executions, 1 failures" in overview
+            assert "This minute so far: 1 executions, 1 failures" in overview
             assert "o1 orders task idle" in text(http.get("/instances").text)
             assert "redrive" in http.get("/instances/task:orders:big").text
             assert "task:orders:big" in text(http.get("/dead-letters").text)

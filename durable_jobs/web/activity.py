@@ -45,6 +45,8 @@ class Counts:
     since: float | None
     """The time of the oldest event counted when the log reaches back less than the
     window; ``None`` when the window is covered."""
+    complete: bool
+    """Whether the kept log has been read to its end; until then the counts are short."""
 
 
 class Activity:
@@ -68,7 +70,9 @@ class Activity:
             self._caught_up = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._tally())
             self._task.add_done_callback(_log_failure)
-            # A page shows what the log holds, not a count that is still starting.
+        if not self._caught_up.is_set():
+            # A page shows what the log holds, not a count that is still starting; a
+            # long log may take longer, and then the page says the count is short.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._caught_up.wait(), CATCH_UP)
         now = self.jobs.clock.now()
@@ -91,7 +95,7 @@ class Activity:
                 before = by_job.get(job, (0, 0))
                 by_job[job] = (before[0] + executions, before[1] + failures)
         since = self._oldest if self._oldest is not None and self._oldest > first * 60 else None
-        return Counts(tuple(minutes), by_job, since)
+        return Counts(tuple(minutes), by_job, since, self._caught_up.is_set())
 
     async def _tally(self) -> None:
         counted = ("job.executed", "job.failed")

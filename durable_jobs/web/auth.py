@@ -12,11 +12,11 @@ page on another port of the same host is another origin but the same site.
 from __future__ import annotations
 
 import hmac
-import http.cookies
 import urllib.parse
 from collections.abc import Callable
 
 from starlette.datastructures import Headers, QueryParams
+from starlette.requests import cookie_parser
 from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -76,12 +76,15 @@ class BearerAuth:
         )
         # A path on this server whatever the request's: not the Host header's choice,
         # and not ``//elsewhere`` (or ``/\\elsewhere``), which browsers read as a host.
-        path = root + "/" + _route_path(scope).lstrip("/\\")
+        # Built from the path as sent, so that an escaped ``?``, ``#`` or ``/`` in an id
+        # stays escaped.
+        path = root + "/" + _raw_route_path(scope).lstrip("/\\")
         response = RedirectResponse(path + (f"?{rest}" if rest else ""), 303)
         response.set_cookie(
             COOKIE,
             given,
-            path=root + "/",
+            # A cookie path matches itself and what is below it: ``/jobs`` and ``/jobs/``.
+            path=root or "/",
             httponly=True,
             samesite="strict",
             secure=scope.get("scheme") == "https",
@@ -111,6 +114,16 @@ def _route_path(scope: Scope) -> str:
     return path[len(root) :] if root and path.startswith(root) else path
 
 
+def _raw_route_path(scope: Scope) -> str:
+    """The path below the mount as the request sent it, escapes kept."""
+    raw: bytes | None = scope.get("raw_path")
+    if raw is None:
+        return urllib.parse.quote(_route_path(scope))
+    path = raw.decode("latin-1")
+    root = urllib.parse.quote(scope.get("root_path") or "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def _is_page_visit(scope: Scope, headers: Headers) -> bool:
     return scope["method"] in SAFE_METHODS and "text/html" in headers.get("accept", "")
 
@@ -126,24 +139,21 @@ def _bearer(value: str | None) -> bytes | None:
 
 
 def _cookie(value: str | None) -> bytes | None:
-    if not value:
-        return None
-    cookies = http.cookies.SimpleCookie()
-    try:
-        cookies.load(value)
-    except http.cookies.CookieError:
-        return None
-    morsel = cookies.get(COOKIE)
-    return None if morsel is None else morsel.value.encode()
+    # Leniently: the header also carries the cookies of every other server on this
+    # host, and one malformed among them must not hide the dashboard's.
+    token = cookie_parser(value).get(COOKIE) if value else None
+    return None if token is None else token.encode()
 
 
 def _same_origin(headers: Headers) -> bool:
     """Whether a browser says the request comes from a page of this server. Browsers
-    send ``Origin`` on every POST and DELETE; ``Sec-Fetch-Site`` where they have it."""
+    send ``Sec-Fetch-Site``, which no page can set, and it is read alone: a proxy in
+    front may rewrite ``Host``. Without it, ``Origin`` (sent on every POST and DELETE)
+    must name this host."""
     site = headers.get("sec-fetch-site")
-    if site is not None and site not in ("same-origin", "none"):
-        return False
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = headers.get("origin")
     if origin is None:
-        return site is not None  # a browser that sent neither is not trusted
+        return False  # a browser that sent neither is not trusted
     return urllib.parse.urlsplit(origin).netloc == headers.get("host")

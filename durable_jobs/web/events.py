@@ -28,6 +28,8 @@ KEEPALIVE = 15.0
 # Sent once the subscription knows where the log ends: from then on every commit is
 # on the stream. It also makes the proxies in between pass the headers on at once.
 OPENED = b": open\n\n"
+# Proxies must neither cache the stream nor buffer it.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 class EventStreams:
@@ -49,6 +51,12 @@ class EventStreams:
         after = _event_id(request.headers.get("last-event-id"), "Last-Event-ID")
         if after is None:
             after = _event_id(q.get("after"), "after")
+        if request.method == "HEAD":  # the headers alone: no stream, no slot held
+            return Response(media_type="text/event-stream", headers=STREAM_HEADERS)
+        if after is not None:
+            # An id past the log's end (a store made afresh since): from its end.
+            await self.jobs.runtimes.open()
+            after = min(after, await self.jobs.runtimes.storage.last_event_id())
         if self.open >= self.limit:
             response = error_response(
                 503, "TooManyStreams", f"{self.limit} event streams are open: try again later"
@@ -114,7 +122,7 @@ class _Stream(StreamingResponse):
         super().__init__(
             frames,
             media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+            headers=STREAM_HEADERS,
         )
         self._release = release
 

@@ -35,6 +35,8 @@ from .errors import STATUSES as ERROR_STATUSES
 from .errors import status_for
 
 PAGE_SIZE = 50
+POLL = 15.0
+"""Seconds between re-reads of a page in view, for what changes without an event."""
 FEED_SIZE = 50
 """Events the feed page starts with, the newest of the log."""
 
@@ -103,7 +105,10 @@ class Pages:
         self, request: Request, template: str, status: int = 200, **context: Any
     ) -> HTMLResponse:
         html = self.templates.get_template(template).render(
-            base=request.scope.get("root_path", ""), request=request, **context
+            base=request.scope.get("root_path", ""),
+            request=request,
+            poll_ms=round(POLL * 1000),
+            **context,
         )
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
@@ -138,6 +143,7 @@ class Pages:
             minutes=counts.minutes,
             peak=max([1, *(m.executions + m.failures for m in counts.minutes)]),
             since=counts.since,
+            complete=counts.complete,
             workers=workers,
             now=now,
         )

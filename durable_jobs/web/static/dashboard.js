@@ -9,6 +9,7 @@
   const feed = document.getElementById("feed");
   const FEED_ROWS = 200;
   const REFRESH_MS = 1000;
+  const POLL_MS = Number(body.dataset.poll || 15000);
 
   function say(text, bad) {
     if (!flash) return;
@@ -26,21 +27,29 @@
     refreshing = true;
     try {
       const answer = await fetch(location.href, { headers: { Accept: "text/html" } });
+      if (answer.status === 404) {
+        // Terminated, discarded or redriven away: what the page offers is gone.
+        say("This is gone: it was terminated, discarded or removed.", true);
+        for (const button of document.querySelectorAll("button[data-post], button[data-delete]")) {
+          button.disabled = true;
+        }
+        return;
+      }
       if (!answer.ok) return;
       const page = new DOMParser().parseFromString(await answer.text(), "text/html");
       for (const part of document.querySelectorAll("[data-live][id]")) {
         const fresh = page.getElementById(part.id);
         if (fresh) {
-          // Keep open <details> open across the swap.
-          const open = new Set([...part.querySelectorAll("details[open] summary")].map((s) => s.textContent));
+          // Keep open <details> open across the swap, each known by its data-key.
+          const open = new Set([...part.querySelectorAll("details[open][data-key]")].map((d) => d.dataset.key));
           part.replaceWith(fresh);
-          for (const s of fresh.querySelectorAll("details summary")) {
-            if (open.has(s.textContent)) s.parentElement.open = true;
+          for (const details of fresh.querySelectorAll("details[data-key]")) {
+            if (open.has(details.dataset.key)) details.open = true;
           }
         }
       }
     } catch (error) {
-      // The next event tries again.
+      // The next event or tick tries again.
     } finally {
       refreshing = false;
       if (again) { again = false; soon(); }
@@ -88,21 +97,49 @@
     while (feed.rows.length > FEED_ROWS) feed.deleteRow(-1);
   }
 
-  if (window.EventSource && body.dataset.events) {
-    const source = new EventSource(body.dataset.events);
-    source.onopen = () => { live.textContent = "live"; live.className = "live on"; };
-    source.onerror = () => { live.textContent = "reconnecting"; live.className = "live"; };
+  // Time changes what a page shows without an event: alarms fall due, workers stop
+  // refreshing, minutes pass. Re-read now and then while the page is in view.
+  if (!feed) {
+    setInterval(() => { if (document.visibilityState === "visible") soon(); }, POLL_MS);
+  }
+
+  const TYPES = ["job.started", "job.executed", "job.failed", "job.retry_exhausted",
+    "job.terminated", "debounce.started", "debounce.flushed", "task.scheduled",
+    "job.paused", "job.resumed"];
+  let lastId = null;
+  let retryMs = 1000;
+
+  // An EventSource retries by itself after a dropped connection, but gives up for good
+  // on an answer that is not a stream (503 when too many are open, 401 after a new
+  // token): then open a new one, later, from the last event seen.
+  function listen() {
+    let url = body.dataset.events;
+    if (lastId !== null) {
+      const parsed = new URL(url, location.href);
+      parsed.searchParams.set("after", lastId);
+      url = parsed.pathname + parsed.search;
+    }
+    const source = new EventSource(url);
+    source.onopen = () => { live.textContent = "live"; live.className = "live on"; retryMs = 1000; };
+    source.onerror = () => {
+      live.className = "live";
+      if (source.readyState === EventSource.CLOSED) {
+        live.textContent = "offline";
+        setTimeout(listen, retryMs);
+        retryMs = Math.min(retryMs * 2, 30000);
+      } else {
+        live.textContent = "reconnecting";
+      }
+    };
     const seen = (message) => {
       live.textContent = "live"; live.className = "live on";
+      if (message.lastEventId) lastId = message.lastEventId;
       if (feed) addToFeed(message.type, JSON.parse(message.data));
       else soon();
     };
-    for (const type of ["job.started", "job.executed", "job.failed", "job.retry_exhausted",
-      "job.terminated", "debounce.started", "debounce.flushed", "task.scheduled",
-      "job.paused", "job.resumed"]) {
-      source.addEventListener(type, seen);
-    }
+    for (const type of TYPES) source.addEventListener(type, seen);
   }
+  if (window.EventSource && body.dataset.events) listen();
 
   // Buttons with data-post / data-delete call the API; data-confirm asks first,
   // data-reason asks for a terminate reason.
