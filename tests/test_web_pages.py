@@ -27,8 +27,17 @@ def http() -> Iterator[httpx.Client]:
 @pytest.fixture
 def browser(http: httpx.Client) -> httpx.Client:
     """The server's client holding the cookie, as a browser does after ``?token=``."""
-    http.cookies.set(COOKIE, TOKEN)
+    login(http)
     return http
+
+
+def login(http: httpx.Client) -> None:
+    """The cookie ``?token=`` sets: named for the port the server listens on."""
+    http.cookies.set(cookie(http), TOKEN)
+
+
+def cookie(http: httpx.Client) -> str:
+    return f"{COOKIE}_{http.base_url.port}"
 
 
 def origin(http: httpx.Client) -> dict[str, str]:
@@ -46,7 +55,7 @@ def test_token_in_the_address_becomes_an_http_only_strict_cookie(http: httpx.Cli
     # The browser goes on to the same page without the token in its address.
     assert answer.headers["location"] == "/instances?job=orders"
     cookie = answer.headers["set-cookie"]
-    assert cookie.startswith(f"{COOKIE}={TOKEN};")
+    assert cookie.startswith(f"{COOKIE}_{http.base_url.port}={TOKEN};")
     assert "HttpOnly" in cookie
     assert "SameSite=strict" in cookie
     assert "Path=/" in cookie
@@ -75,7 +84,7 @@ def test_a_program_gets_json_and_the_token_in_a_query_does_nothing(http: httpx.C
 
 
 def test_other_servers_cookies_on_this_host_do_not_hide_the_token(http: httpx.Client) -> None:
-    malformed = 'prefs={"a":1}; other="a b; x=\\a; ' + f"{COOKIE}={TOKEN}"
+    malformed = 'prefs={"a":1}; other="a b; x=\\a; ' + f"{cookie(http)}={TOKEN}"
     assert http.get("/api/instances", headers={"Cookie": malformed}).status_code == 200
 
 
@@ -188,7 +197,7 @@ def test_overview_counts_instances_alarms_dead_letters_and_runs(browser: httpx.C
 def test_overview_shows_overdue_alarms_of_jobs_no_worker_serves() -> None:
     jobs = make_jobs()
     for http in serve(create_app(jobs, token=TOKEN)):
-        http.cookies.set(COOKIE, TOKEN)
+        login(http)
         send(http, "/api/task/orders/o1/send", {"event": {"amount": 1}})  # due in 5 minutes
         send(http, "/api/task/orders/o2/send", {"event": {"amount": 1}})
         send(http, "/api/task/orders/o2/trigger")  # idle: no alarm
@@ -355,7 +364,7 @@ def test_pages_follow_the_prefix_they_are_mounted_under() -> None:
         assert opened.status_code == 303
         assert opened.headers["location"] == "/jobs/"
         assert "Path=/jobs;" in opened.headers["set-cookie"]  # /jobs and below
-        http.cookies.set(COOKIE, TOKEN)
+        login(http)
         page = http.get("/jobs/").text
         assert 'href="/jobs/static/dashboard.css"' in page
         assert 'data-events="/jobs/api/events"' in page
@@ -367,7 +376,7 @@ def test_every_page_on_every_back_end(backend: str, tmp_path: Path) -> None:
     adapter, schema = make_store(backend, tmp_path)
     try:
         for http in serve(create_app(make_jobs(storage=(adapter, adapter)), token=TOKEN)):
-            http.cookies.set(COOKIE, TOKEN)
+            login(http)
             send(http, "/api/task/orders/o1/send", {"event": {"amount": 1}})
             send(http, "/api/task/orders/o1/trigger")
             send(http, "/api/task/orders/big/send", {"event": {"amount": 500}})
@@ -398,3 +407,22 @@ def test_the_token_s_redirect_stays_on_this_server(http: httpx.Client, path: str
     assert location.startswith("/")
     assert not location.startswith(("//", "/\\"))
     assert "evil.example" in location  # kept as a path on this server, where it is a 404
+
+
+def test_two_dashboards_on_one_host_keep_their_own_cookies() -> None:
+    """Cookies are kept per host, not per port: one name for both would let opening
+    the second log the first out."""
+    one = serve(create_app(make_jobs(), token="first"))
+    two = serve(create_app(make_jobs(), token="second"))
+    first, second = next(one), next(two)
+    try:
+        jar = httpx.Cookies()
+        with httpx.Client(cookies=jar, headers=HTML, timeout=10) as browser:
+            for http, token in ((first, "first"), (second, "second")):
+                opened = browser.get(f"{http.base_url}?token={token}")
+                assert opened.status_code == 303
+            assert browser.get(str(first.base_url)).status_code == 200
+            assert browser.get(str(second.base_url)).status_code == 200
+    finally:
+        one.close()
+        two.close()

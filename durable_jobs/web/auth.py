@@ -26,6 +26,8 @@ OPEN_PATHS = frozenset({"/healthz"})
 OPEN_PREFIXES = ("/static/",)
 """The dashboard's stylesheet and script: the same for everyone, no data in them."""
 COOKIE = "durable_jobs_token"
+"""The cookie's name, followed by the port the server listens on: cookies are kept per
+host, not per port, and two dashboards on one host would otherwise log each other out."""
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Page = Callable[[Scope, str], Response]
@@ -54,7 +56,7 @@ class BearerAuth:
         elif self._matches(_bearer(headers.get("authorization"))):
             await self.app(scope, receive, send)
             return
-        elif self._matches(_cookie(headers.get("cookie"))):
+        elif self._matches(_cookie(headers.get("cookie"), cookie_name(scope))):
             if scope["method"] in SAFE_METHODS or _same_origin(headers):
                 await self.app(scope, receive, send)
                 return
@@ -81,7 +83,7 @@ class BearerAuth:
         path = root + "/" + _raw_route_path(scope).lstrip("/\\")
         response = RedirectResponse(path + (f"?{rest}" if rest else ""), 303)
         response.set_cookie(
-            COOKIE,
+            cookie_name(scope),
             given,
             # A cookie path matches itself and what is below it: ``/jobs`` and ``/jobs/``.
             path=root or "/",
@@ -138,10 +140,16 @@ def _bearer(value: str | None) -> bytes | None:
     return value[len("Bearer ") :].encode()
 
 
-def _cookie(value: str | None) -> bytes | None:
+def cookie_name(scope: Scope) -> str:
+    """The token cookie's name for the server that answers ``scope``."""
+    server = scope.get("server")
+    return f"{COOKIE}_{server[1]}" if server and server[1] is not None else COOKIE
+
+
+def _cookie(value: str | None, name: str) -> bytes | None:
     # Leniently: the header also carries the cookies of every other server on this
     # host, and one malformed among them must not hide the dashboard's.
-    token = cookie_parser(value).get(COOKIE) if value else None
+    token = cookie_parser(value).get(name) if value else None
     return None if token is None else token.encode()
 
 
