@@ -221,8 +221,9 @@ def test_actions_on_the_instance_page(page: Any, server: tuple[DurableJobs, http
     page.get_by_role("button", name="Resume").wait_for()  # the page re-read itself
     assert http.get("/api/continuous/ticker/t1", headers=AUTH).json()["status"] == "stopped"
     page.once("dialog", lambda dialog: dialog.accept("no longer needed"))
-    page.get_by_role("button", name="Terminate").click()
-    page.locator("#flash", has_text="no longer needed").wait_for()
+    with page.expect_response(lambda r: r.url.endswith("/terminate")) as terminated:
+        page.get_by_role("button", name="Terminate").click()
+    assert terminated.value.json() == {"terminated": True, "reason": "no longer needed"}
     assert http.get("/api/continuous/ticker/t1", headers=AUTH).json()["status"] == "not_found"
     # The page re-reads itself, finds the instance gone, and offers nothing more.
     page.locator("#flash", has_text="This is gone").wait_for()
