@@ -426,3 +426,30 @@ def test_two_dashboards_on_one_host_keep_their_own_cookies() -> None:
     finally:
         one.close()
         two.close()
+
+
+def test_instances_of_a_kind_their_job_no_longer_has_get_their_own_row() -> None:
+    from durable_jobs import Continuous, every
+    from durable_jobs.adapters.memory import MemoryStore
+    from durable_jobs.runtime.app import DurableJobs
+    from tests.apps.operating import Count, count_run
+
+    store = MemoryStore()
+    before = make_jobs(storage=(store, store))
+    was = {"orders": Continuous(state=Count, schedule=every("1 minute"), execute=count_run)}
+    old = DurableJobs(was, storage=(store, store), clock=before.clock, heartbeat=False)
+    for http in serve(create_app(old, token=TOKEN)):
+        send(http, "/api/continuous/orders/c1/start", {"input": {"n": 0}})
+    for http in serve(create_app(before, token=TOKEN)):
+        login(http)
+        send(http, "/api/task/orders/o1/send", {"event": {"amount": 1}})
+        page = http.get("/").text
+        rows = re.findall(r"<tr>\s*<td><a href=\"/instances\?job=orders\">.*?</tr>", page, re.S)
+        assert len(rows) == 2
+        continuous, task = (text(r) for r in rows)
+        assert "continuous running 1 stopped 0" in continuous
+        assert "unregistered" in continuous
+        assert "task active 1 idle 0" in task
+        # Each row's status links name statuses of its own kind: they answer.
+        for link in re.findall(r'class="status \w+" href="([^"]+)"', page):
+            assert http.get(link.replace("&amp;", "&")).status_code == 200, link

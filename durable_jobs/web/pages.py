@@ -151,34 +151,45 @@ class Pages:
     def _job_rows(
         self, stats: StoreStats, served: frozenset[str], activity: dict[str, tuple[int, int]]
     ) -> list[JobRow]:
-        kinds: dict[str, str] = {name: job.kind for name, job in self.jobs.jobs.items()}
-        by_status: dict[str, dict[str, int]] = {
-            name: dict.fromkeys(STATUSES[kind], 0) for name, kind in kinds.items()
+        """A row per job and kind: a job's stored instances may be of a kind it no
+        longer has, and each kind has its own status words."""
+        registered = {name: job.kind for name, job in self.jobs.jobs.items()}
+        by_status: dict[tuple[str, str], dict[str, int]] = {
+            (name, kind): dict.fromkeys(STATUSES[kind], 0) for name, kind in registered.items()
         }
         for job, kind, alarmed, count in stats.instances:
-            kinds.setdefault(job, kind)
             words = STATUSES.get(kind, ("alarmed", "idle"))
-            counts = by_status.setdefault(job, dict.fromkeys(words, 0))
+            counts = by_status.setdefault((job, kind), dict.fromkeys(words, 0))
             word = words[0] if alarmed else words[1]
             counts[word] = counts.get(word, 0) + count
         due = dict(stats.due)
         dead = dict(stats.dead_letters)
-        names = sorted(set(kinds) | set(dead) | set(activity))
-        return [
-            JobRow(
-                name,
-                kinds.get(name, ""),
-                name in self.jobs.jobs,
-                by_status.get(name, {}),
-                due=due.get(name, 0),
-                # Every due alarm of a job that no live worker serves is overdue.
-                overdue=0 if name in served else due.get(name, 0),
-                dead_letters=dead.get(name, 0),
-                executions=activity.get(name, (0, 0))[0],
-                failures=activity.get(name, (0, 0))[1],
+        for job in set(dead) | set(activity):
+            if not any(name == job for name, _ in by_status):
+                by_status[(job, "")] = {}
+        # What the store counts by job alone goes on one row of the job: the row of
+        # its registered kind, else its first.
+        home: dict[str, str] = {}
+        for name, kind in sorted(by_status):
+            home.setdefault(name, registered.get(name, kind))
+        rows = []
+        for name, kind in sorted(by_status):
+            here = home[name] == kind
+            rows.append(
+                JobRow(
+                    name,
+                    kind,
+                    registered.get(name) == kind,
+                    by_status[(name, kind)],
+                    due=due.get(name, 0) if here else 0,
+                    # Every due alarm of a job that no live worker serves is overdue.
+                    overdue=0 if name in served or not here else due.get(name, 0),
+                    dead_letters=dead.get(name, 0) if here else 0,
+                    executions=activity.get(name, (0, 0))[0] if here else 0,
+                    failures=activity.get(name, (0, 0))[1] if here else 0,
+                )
             )
-            for name in names
-        ]
+        return rows
 
     @_page
     async def instances(self, request: Request) -> Response:
