@@ -186,7 +186,9 @@ def test_overview_counts_instances_alarms_dead_letters_and_runs(browser: httpx.C
     assert "1 dead letters" in shown
     assert "0 live workers" in shown
     row = text(
-        re.search(r"<tr>\s*<td><a href=\"/instances\?job=orders[^\"]*\">.*?</tr>", page.text, re.S)[0]
+        re.search(r"<tr>\s*<td><a href=\"/instances\?job=orders[^\"]*\">.*?</tr>", page.text, re.S)[
+            0
+        ]
     )
     # active 2, idle 1 (o0 settled), the due, overdue, dead letters, runs, failures columns
     assert "active 2 idle 1" in row
@@ -444,7 +446,9 @@ def test_instances_of_a_kind_their_job_no_longer_has_get_their_own_row() -> None
         login(http)
         send(http, "/api/task/orders/o1/send", {"event": {"amount": 1}})
         page = http.get("/").text
-        rows = re.findall(r"<tr>\s*<td><a href=\"/instances\?job=orders[^\"]*\">.*?</tr>", page, re.S)
+        rows = re.findall(
+            r"<tr>\s*<td><a href=\"/instances\?job=orders[^\"]*\">.*?</tr>", page, re.S
+        )
         assert len(rows) == 2
         continuous, task = (text(r) for r in rows)
         assert "continuous running 1 stopped 0" in continuous
