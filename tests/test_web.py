@@ -279,3 +279,14 @@ def test_storage_error_is_503_with_retry_after() -> None:
         for answer in (http.get("/healthz"), get(http, "/api/instances")):
             assert (answer.status_code, answer.json()["error"]) == (503, "StorageError")
             assert answer.headers["Retry-After"] == "1"
+
+
+def test_an_id_ending_in_an_escaped_history_is_an_instance(http: httpx.Client) -> None:
+    post(http, "/api/task/orders/x%2Fhistory/send", {"event": {"amount": 5}})
+    url = http.base_url.copy_with(raw_path=b"/api/instances/task:orders:x%2Fhistory")
+    answer = http.send(http.build_request("GET", url, headers=AUTH))
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["instance_id"] == "task:orders:x/history"
+    post(http, "/api/task/orders/x%2Fhistory/trigger")
+    history = get(http, "/api/instances/task:orders:x%2Fhistory/history").json()
+    assert [run["trigger"] for run in history["items"]] == ["trigger"]

@@ -122,6 +122,9 @@ class _Api:
 
     async def history(self, request: Request) -> Response:
         instance_id = request.path_params["instance_id"]
+        if not request.scope.get("raw_path", b"/history").endswith(b"/history"):
+            # The route matched the decoded path: ``x%2Fhistory`` is the id ``x/history``.
+            return JSONResponse(await instance_detail(self.jobs, f"{instance_id}/history"))
         items = await self.client.history(
             instance_id, limit=_int(request.query_params, "limit", 50)
         )
