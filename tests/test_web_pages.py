@@ -7,6 +7,7 @@ import html
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -457,3 +458,30 @@ def test_instances_of_a_kind_their_job_no_longer_has_get_their_own_row() -> None
         # Each row's status links name statuses of its own kind: they answer.
         for link in re.findall(r'class="status \w+" href="([^"]+)"', page):
             assert http.get(link.replace("&amp;", "&")).status_code == 200, link
+
+
+def test_overview_loads_close_together_share_one_count_of_the_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from durable_jobs.adapters.memory import MemoryStore
+    from durable_jobs.web import pages
+
+    class Counting(MemoryStore):
+        reads = 0
+
+        async def stats(self, now: float) -> Any:
+            Counting.reads += 1
+            return await super().stats(now)
+
+    monkeypatch.setattr(pages, "SHARED_FOR", 60.0)
+    store = Counting()
+    jobs = make_jobs(storage=(store, store))
+    for http in serve(create_app(jobs, token=TOKEN)):
+        login(http)
+        for _ in range(3):
+            assert http.get("/").status_code == 200
+        assert Counting.reads == 1
+        send(http, "/api/task/orders/o1/send", {"event": {"amount": 1}})
+        jobs.clock.set(jobs.clock.now() + 120)  # the app's clock moved on: read again
+        assert "1 instances" in text(http.get("/").text)
+        assert Counting.reads == 2

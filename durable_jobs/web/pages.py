@@ -7,8 +7,10 @@ shown as text). ``static/dashboard.js`` keeps it live: it listens to
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -37,6 +39,8 @@ from .errors import status_for
 PAGE_SIZE = 50
 POLL = 15.0
 """Seconds between re-reads of a page in view, for what changes without an event."""
+SHARED_FOR = 1.0
+"""Seconds for which overview loads share one read of the store's counts."""
 FEED_SIZE = 50
 """Events the feed page starts with, the newest of the log."""
 
@@ -92,6 +96,7 @@ class Pages:
     def __init__(self, jobs: DurableJobs) -> None:
         self.jobs = jobs
         self.activity = Activity(jobs)
+        self._counted: tuple[float, float, asyncio.Future[StoreStats]] | None = None
         self.templates = jinja2.Environment(
             loader=jinja2.PackageLoader("durable_jobs.web", "templates"),
             autoescape=True,
@@ -120,7 +125,7 @@ class Pages:
         runtimes = self.jobs.runtimes
         await runtimes.open()
         now = self.jobs.clock.now()
-        stats = await runtimes.storage.stats(now)
+        stats = await self._stats(now)
         workers = await self.jobs.client.workers()
         served = frozenset(job for worker in workers for job in worker.jobs)
         counts = await self.activity.counts()
@@ -147,6 +152,22 @@ class Pages:
             workers=workers,
             now=now,
         )
+
+    async def _stats(self, now: float) -> StoreStats:
+        """The store's counts, read at most once within ``SHARED_FOR`` seconds: each open
+        overview re-reads itself once a second under load, and the count reads every
+        instance. Shared only while the app's clock has not moved on either (a test's
+        fake clock jumps)."""
+        counted = self._counted
+        age = time.monotonic() - counted[0] if counted else SHARED_FOR
+        if (
+            counted is None
+            or not (age < SHARED_FOR and 0 <= now - counted[1] < SHARED_FOR)
+            or _failed(counted[2])
+        ):
+            read = asyncio.ensure_future(self.jobs.runtimes.storage.stats(now))
+            counted = self._counted = (time.monotonic(), now, read)
+        return await asyncio.shield(counted[2])
 
     def _job_rows(
         self, stats: StoreStats, served: frozenset[str], activity: dict[str, tuple[int, int]]
@@ -274,6 +295,10 @@ class Pages:
         seconds = at.timestamp() - self.jobs.clock.now()
         text = _span(abs(seconds))
         return f"in {text}" if seconds > 0 else f"{text} ago"
+
+
+def _failed(read: asyncio.Future[Any]) -> bool:
+    return read.done() and (read.cancelled() or read.exception() is not None)
 
 
 def _gone(letter: DeadLetter) -> dict[str, Any]:
