@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -88,6 +89,41 @@ async def test_pages_loading_together_at_first_all_wait_for_the_count() -> None:
         assert first.by_job == second.by_job == {"orders": (20, 0)}
         assert first.complete
         assert second.complete
+    finally:
+        await activity.close()
+        await jobs.runtimes.close_current()
+
+
+async def test_a_tally_stopped_by_a_failed_store_starts_again(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from durable_jobs import StorageError
+    from durable_jobs.adapters.memory import MemoryStore
+    from durable_jobs.web import activity as activity_module
+
+    class Flaky(MemoryStore):
+        failures = 1
+
+        async def read_events(self, after: int, limit: int) -> Any:
+            if Flaky.failures:
+                Flaky.failures -= 1
+                raise StorageError("store down")
+            return await super().read_events(after, limit)
+
+    monkeypatch.setattr(activity_module, "CATCH_UP", 0.2)
+    store = Flaky()
+    jobs = make_jobs(storage=(store, store))
+    await jobs.client.task("orders").send("o1", Pay(1))
+    await jobs.client.task("orders").trigger("o1")
+    activity = Activity(jobs)
+    try:
+        first = await activity.counts()
+        assert not first.complete  # the tally stopped on the failed read
+        assert first.by_job == {}
+        assert "dashboard.activity_failed" in caplog.text
+        again = await activity.counts()
+        assert again.complete
+        assert again.by_job == {"orders": (1, 0)}
     finally:
         await activity.close()
         await jobs.runtimes.close_current()
